@@ -1,0 +1,25 @@
+# Two commands do everything on a fresh machine: `make quickstart` and `make test`.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+TORCH_SPEC := torch==2.14.1 torchvision==0.29.1
+# mmcv 2.1.0 ships only as a source distribution; it is compiled against the installed torch.
+MMCV_BUILD_ENV := CXX=$(CURDIR)/tools/install/cxx20.sh MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=$$(nproc)
+
+.PHONY: setup test quickstart
+
+setup:
+	$(PIP) install -q $(TORCH_SPEC) "setuptools>=77,<81" wheel ninja numpy
+	@$(PYTHON) -c "import mmcv.ops" 2>/dev/null && echo "mmcv with compiled ops: present" || { \
+	  echo "building mmcv 2.1.0 with its compiled ops (about 40 min on 2 cores the first time; pip caches the wheel)"; \
+	  $(MMCV_BUILD_ENV) $(PIP) install --no-build-isolation --force-reinstall --no-deps mmcv==2.1.0 && \
+	  $(PYTHON) -c "import mmcv.ops" 2>/dev/null || \
+	  $(MMCV_BUILD_ENV) $(PIP) install --no-build-isolation --force-reinstall --no-deps --no-cache-dir mmcv==2.1.0; }
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	$(PYTHON) -c "import mmcv.ops, mmdet.models, mmpretrain.models, fiber_mmdet; print('fiber_mmdet', fiber_mmdet.__version__, 'ready')"
+
+test: setup
+	$(PYTHON) -m pytest tests -q -p no:cacheprovider
+
+quickstart: setup
+	$(PYTHON) tools/misc/quickstart.py

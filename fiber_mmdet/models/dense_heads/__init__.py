@@ -1,0 +1,3 @@
+from .fiber_head import FIBERHead
+
+__all__ = ['FIBERHead']

@@ -1,0 +1,3 @@
+from .fiber import FIBER
+
+__all__ = ['FIBER']

@@ -1,0 +1,246 @@
+"""The FIBER detector: fusion-in-the-backbone vision-language ATSS (spec §1)."""
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.logging import MMLogger
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmdet.models.detectors.single_stage import SingleStageDetector
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from ...utils import build_class_prompt, build_positive_map, chunk_class_names, label_to_token_indices
+from ..backbones.fusion_swin import SwinState
+
+
+class Prompt(NamedTuple):
+    """One caption run through the model at test time.
+
+    Attributes:
+        caption (str): the text.
+        label_to_tokens (dict[int, list[int]]): 1-based label within this prompt -> token columns.
+        label_offset (int): added to the 0-based labels predicted with this prompt.
+        entities (list[str]): a name per label of this prompt (for ``label_names``).
+    """
+    caption: str
+    label_to_tokens: Dict[int, List[int]]
+    label_offset: int
+    entities: List[str]
+
+
+@MODELS.register_module()
+class FIBER(SingleStageDetector):
+    """FIBER (fine-grained stage): a fusion Swin backbone and a fused RoBERTa that exchange information inside
+    the backbone, an FPN, and a language-aware DyHead whose class logits are box–token dot products.
+
+    The detector orchestrates; the text pieces live in the language model (tokenizer, layers) and in
+    :mod:`fiber_mmdet.utils` (prompts, positive maps).
+
+    Data samples carry the text as in mmdet's grounding datasets:
+
+    * detection: ``text`` = list of class names (``return_classes=True``), optional ``caption_prompt``;
+      at test time long class lists are split into prompts that fit (or ``test_cfg.chunked_size`` names each);
+    * grounding (training): ``text`` = caption string and ``tokens_positive`` = {gt label: [[beg, end], ...]};
+    * phrase grounding (test): ``tokens_positive`` = one span list per phrase, label i = phrase i;
+    * referring expressions: ``tokens_positive == -1``: the whole expression is label 0.
+
+    Args:
+        backbone (dict): :class:`FusionSwinTransformer` config.
+        neck (dict): FPN config.
+        bbox_head (dict): :class:`FIBERHead` config.
+        language_model (dict): :class:`FusedRoberta` config. Its ``fused_layers`` pair, in order, with the
+            backbone's ``fusion_blocks``; widths are checked at construction.
+    """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 neck: ConfigType,
+                 bbox_head: ConfigType,
+                 language_model: ConfigType,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 data_preprocessor: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(backbone=backbone, neck=neck, bbox_head=bbox_head, train_cfg=train_cfg,
+                         test_cfg=test_cfg, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.language_model = MODELS.build(language_model)
+        self._check_fusion_pairing()
+        self._prompt_cache: Dict[str, List[Prompt]] = {}
+
+    def _check_fusion_pairing(self) -> None:
+        blocks = self.backbone.fusion_blocks
+        layers = self.language_model.fused_layers
+        problems = []
+        if len(blocks) != len(layers):
+            problems.append(f'the backbone fuses {len(blocks)} blocks {blocks} but the language model fuses '
+                            f'{len(layers)} layers {layers}')
+        elif self.backbone.fused_block_dims() != self.language_model.image_dims:
+            problems.append(f'image widths at the fused blocks {self.backbone.fused_block_dims()} differ from '
+                            f'what the fused text layers attend to (image_dims={self.language_model.image_dims})')
+        hidden = self.language_model.config.hidden_size
+        if self.backbone.text_dims != hidden:
+            problems.append(f'backbone text_dims={self.backbone.text_dims} but the text width is {hidden}')
+        if self.bbox_head.head.lang_dim != hidden:
+            problems.append(f'bbox_head lang_dim={self.bbox_head.head.lang_dim} but the text width is {hidden}')
+        if self.bbox_head.num_tokens != self.language_model.max_tokens:
+            problems.append(f'bbox_head num_tokens={self.bbox_head.num_tokens} but captions have '
+                            f'{self.language_model.max_tokens} tokens')
+        if problems:
+            raise ValueError('FIBER fusion configuration does not fit: ' + '; '.join(problems))
+
+    # ------------------------------------------------------------------ features
+    def fuse(self, image_state: SwinState, text: Tensor, attention_mask: Tensor) -> Tuple[Tuple[Tensor], dict]:
+        """The text-dependent part: fused backbone blocks with the paired text layers, then the neck.
+
+        Args:
+            image_state (SwinState): from ``backbone.forward_image_only`` (B images).
+            text (Tensor): (B, T, D) text states from ``language_model.forward_text_only``.
+            attention_mask (Tensor): (B, T).
+
+        Returns:
+            tuple: neck outputs, and the language dict (``hidden``, ``embedded``, ``masks``).
+        """
+        lm = self.language_model
+
+        def text_layer(step: int, hidden: Tensor, image_tokens: Tensor) -> Tensor:
+            return lm.forward_fused_layer(step, hidden, attention_mask, image_tokens)
+
+        outs, text = self.backbone.forward_fused(image_state, text, attention_mask, text_layer)
+        text = lm.forward_after_fusion(text, attention_mask)
+        return self.neck(outs), lm.language_dict(text, attention_mask)
+
+    def extract_feat(self, batch_inputs: Tensor, input_ids: Tensor,
+                     attention_mask: Tensor) -> Tuple[Tuple[Tensor], dict]:
+        """Visual features (FPN levels) and language features of images (B, 3, H, W) with captions
+        tokenised to ``input_ids`` / ``attention_mask`` (B, T)."""
+        state = self.backbone.forward_image_only(batch_inputs)
+        text = self.language_model.forward_text_only(input_ids, attention_mask)
+        return self.fuse(state, text, attention_mask)
+
+    # ------------------------------------------------------------------ training
+    def _training_caption(self, sample) -> Tuple[str, list]:
+        """Caption and, per GT box, its character spans."""
+        labels = sample.gt_instances.labels.tolist()
+        tokens_positive = sample.get('tokens_positive', None)
+        if isinstance(tokens_positive, dict):
+            missing = sorted({l for l in labels if l not in tokens_positive})
+            if missing:
+                raise KeyError(f'{sample.get("img_path", "a sample")}: GT labels {missing} have no entry in '
+                               f'tokens_positive (keys {sorted(tokens_positive)})')
+            return sample.text, [tokens_positive[l] for l in labels]
+        if isinstance(sample.text, (list, tuple)):
+            caption, spans = build_class_prompt(sample.text, sample.get('caption_prompt', None), clean=True)
+            return caption, [spans[l] for l in labels]
+        raise ValueError('a training sample needs `text` as a class list, or a caption with a '
+                         '`tokens_positive` dict {label: spans}')
+
+    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
+        """Losses of a batch: builds each sample's caption and binary positive maps (N_i, num_tokens)."""
+        captions, unmapped = [], 0
+        for sample in batch_data_samples:
+            caption, spans = self._training_caption(sample)
+            tokenized = self.language_model.tokenizer(caption)
+            result = build_positive_map(tokenized, spans, self.bbox_head.num_tokens)
+            unmapped += len(result.unmapped)
+            sample.gt_instances.positive_maps = result.positive_map.to(batch_inputs.device)
+            captions.append(caption)
+        if unmapped:
+            MMLogger.get_current_instance().warning(
+                f'{unmapped} phrase span(s) in this batch map to no caption token (whitespace or beyond '
+                f'{self.language_model.max_tokens} tokens); their boxes get no positive token')
+        tok = self.language_model.tokenize(captions, device=batch_inputs.device, allow_truncation=True)
+        visual, language = self.extract_feat(batch_inputs, tok['input_ids'], tok['attention_mask'])
+        return self.bbox_head.loss(visual, language, batch_data_samples)
+
+    # ------------------------------------------------------------------ inference
+    def _label_map(self, caption: str, spans: Sequence[Sequence[Tuple[int, int]]],
+                   what: str) -> Dict[int, List[int]]:
+        result = build_positive_map(self.language_model.tokenizer(caption), spans, self.bbox_head.num_tokens)
+        if result.unmapped:
+            MMLogger.get_current_instance().warning(
+                f'{len(result.unmapped)} {what} span(s) map to no token and can never be predicted: '
+                f'{result.unmapped[:5]}')
+        return label_to_token_indices(result.positive_map, first_label=1)
+
+    def _class_prompts(self, names: Sequence[str], caption_prompt: Optional[dict]) -> List[Prompt]:
+        key = repr((list(names), caption_prompt))
+        if key not in self._prompt_cache:
+            tokenizer = self.language_model.tokenizer
+
+            def count(caption: str) -> int:
+                return len(tokenizer(caption)['input_ids'])
+
+            prompts = []
+            for start, chunk in chunk_class_names(names, count, self.language_model.max_tokens,
+                                                  self.test_cfg.get('chunked_size', -1),
+                                                  caption_prompt=caption_prompt):
+                caption, spans = build_class_prompt(chunk, caption_prompt)
+                prompts.append(Prompt(caption, self._label_map(caption, spans, 'class name'), start, list(chunk)))
+            if len(prompts) > 1:
+                MMLogger.get_current_instance().info(
+                    f'{len(names)} classes are predicted with {len(prompts)} prompts')
+            self._prompt_cache = {key: prompts}  # one dataset's prompt at a time
+        return self._prompt_cache[key]
+
+    def test_prompts(self, sample) -> List[Prompt]:
+        """The prompt(s) to run for one data sample (see the class docstring for the accepted forms)."""
+        text = sample.text
+        tokens_positive = sample.get('tokens_positive', None)
+        if isinstance(tokens_positive, int) and tokens_positive == -1:
+            spans = [[(0, len(text))]]
+            return [Prompt(text, self._label_map(text, spans, 'expression'), 0, [text])]
+        if tokens_positive is not None:
+            if isinstance(tokens_positive, dict):
+                tokens_positive = [tokens_positive[k] for k in sorted(tokens_positive)]
+            entities = [' / '.join(text[b:e] for b, e in spans) for spans in tokens_positive]
+            return [Prompt(text, self._label_map(text, tokens_positive, 'phrase'), 0, entities)]
+        if isinstance(text, str) and sample.get('custom_entities', False):
+            text = [t for t in text.strip('. ').split('. ') if t]
+        if isinstance(text, (list, tuple)):
+            return self._class_prompts(text, sample.get('caption_prompt', None))
+        raise ValueError('a free-text caption needs `tokens_positive` (its phrase spans) or '
+                         '`custom_entities=True` with class names separated by ". "')
+
+    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:
+        """Detections for each image (``pred_instances``: ``bboxes`` xyxy, ``scores``, 0-based ``labels`` into
+        the sample's class / phrase list, ``label_names``). The text-free part of the backbone runs once per
+        image, whatever the number of prompts."""
+        prompts = [self.test_prompts(s) for s in batch_data_samples]
+        state = self.backbone.forward_image_only(batch_inputs)
+        if all(p == prompts[0] for p in prompts):
+            groups = [(list(range(len(prompts))), prompts[0])]
+        else:
+            groups = [([i], p) for i, p in enumerate(prompts)]
+        results: List[List[InstanceData]] = [[] for _ in batch_data_samples]
+        for indices, chunk_prompts in groups:
+            sub_state = state if len(indices) == len(prompts) else state.select(indices)
+            samples = [batch_data_samples[i] for i in indices]
+            for prompt in chunk_prompts:
+                tok = self.language_model.tokenize([prompt.caption], device=batch_inputs.device)
+                text = self.language_model.forward_text_only(tok['input_ids'], tok['attention_mask'])
+                n = len(indices)
+                mask = tok['attention_mask'].expand(n, -1)
+                visual, language = self.fuse(sub_state, text.expand(n, -1, -1), mask)
+                for s in samples:
+                    s.token_positive_map = prompt.label_to_tokens
+                preds = self.bbox_head.predict(visual, language, samples, rescale=rescale)
+                for i, pred in zip(indices, preds):
+                    pred.labels = pred.labels + prompt.label_offset
+                    results[i].append(pred)
+        for sample, sample_prompts, preds in zip(batch_data_samples, prompts, results):
+            pred = preds[0] if len(preds) == 1 else InstanceData.cat(preds)
+            names = [name for p in sample_prompts for name in p.entities]
+            pred.label_names = [names[int(l)] for l in pred.labels]
+            sample.pred_instances = pred
+        return batch_data_samples
+
+    def _forward(self, batch_inputs: Tensor, batch_data_samples: OptConfigType = None) -> Tuple[List[Tensor]]:
+        """Raw head outputs (token logits, box deltas, centerness per level) for the first prompt of each
+        sample (tensor mode, e.g. for FLOP counting)."""
+        if batch_data_samples is None:
+            raise ValueError('FIBER needs data samples with `text` even in tensor mode')
+        captions = [self.test_prompts(s)[0].caption for s in batch_data_samples]
+        tok = self.language_model.tokenize(captions, device=batch_inputs.device)
+        visual, language = self.extract_feat(batch_inputs, tok['input_ids'], tok['attention_mask'])
+        return self.bbox_head(visual, language)

@@ -1,0 +1,3 @@
+from .fused_roberta import FusedRoberta, FusedRobertaLayer
+
+__all__ = ['FusedRoberta', 'FusedRobertaLayer']

@@ -1,0 +1,7 @@
+from .image_text_cross_attention import ImageTextCrossAttention
+from .window_attention import CachedShiftWindowMSA, SDPAWindowMSA
+
+__all__ = ['ImageTextCrossAttention', 'CachedShiftWindowMSA', 'SDPAWindowMSA']
+from .spatial_dropblock import SpatialDropBlock  # noqa: E402
+
+__all__ += ['SpatialDropBlock']

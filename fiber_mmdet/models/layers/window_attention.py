@@ -1,0 +1,76 @@
+"""Swin window attention on mmpretrain's building blocks, with a fused-kernel path and cached masks.
+
+mmpretrain's ``WindowMSA`` / ``ShiftWindowMSA`` own the parameters (``qkv``, ``proj``,
+``relative_position_bias_table``) and the window partition logic; here we only change *how* the attention is
+evaluated (``F.scaled_dot_product_attention`` instead of explicit matmul + softmax) and stop rebuilding the
+shifted-window mask on every call.
+"""
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmpretrain.models.utils.attention import ShiftWindowMSA, WindowMSA
+from torch import Tensor
+
+
+class SDPAWindowMSA(WindowMSA):
+    """Window multi-head self-attention with relative position bias.
+
+    Same parameters and numerics as :class:`mmpretrain.models.utils.WindowMSA` (the shifted-window mask uses
+    −100 as in the original Swin); with ``use_sdpa=True`` the attention runs through
+    ``torch.nn.functional.scaled_dot_product_attention`` (tested equal to the plain path).
+
+    Args:
+        use_sdpa (bool): Use the fused attention kernel. Defaults to True.
+        **kwargs: Arguments of :class:`mmpretrain.models.utils.WindowMSA`.
+    """
+
+    def __init__(self, *args, use_sdpa: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.use_sdpa = use_sdpa
+
+    def relative_position_bias(self) -> Tensor:
+        """(num_heads, N, N) bias, N = window area."""
+        n = self.window_size[0] * self.window_size[1]
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(n, n, -1).permute(2, 0, 1)
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """
+        Args:
+            x (Tensor): (num_windows * B, N, C) windows, batch-major.
+            mask (Tensor, optional): (num_windows, N, N) additive shifted-window mask.
+
+        Returns:
+            Tensor: (num_windows * B, N, C).
+        """
+        if not self.use_sdpa:
+            return super().forward(x, mask)
+        B_, N, C = x.shape
+        qkv = self.qkv(x).reshape(B_, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # (B_, heads, N, head_dim)
+        bias = self.relative_position_bias().to(q.dtype)  # (heads, N, N)
+        if mask is not None:
+            num_windows = mask.shape[0]
+            bias = bias.unsqueeze(0) + mask.to(q.dtype).unsqueeze(1)  # (nW, heads, N, N)
+            shape = (B_ // num_windows, num_windows, self.num_heads, N, -1)
+            q, k, v = q.reshape(shape), k.reshape(shape), v.reshape(shape)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, dropout_p=self.attn_drop.p if self.training else 0., scale=self.scale)
+        out = out.reshape(B_, self.num_heads, N, -1).transpose(1, 2).reshape(B_, N, C)
+        return self.proj_drop(self.proj(out))
+
+
+class CachedShiftWindowMSA(ShiftWindowMSA):
+    """mmpretrain's ``ShiftWindowMSA`` whose shifted-window masks are built once per (padded size, device).
+
+    The mask depends only on the padded feature-map size, the window and the shift, never on the weights.
+    """
+
+    _mask_cache: Dict[Tuple, Optional[Tensor]] = {}
+
+    def get_attn_mask(self, hw_shape, window_size, shift_size, device=None):  # noqa: D102
+        key = (tuple(hw_shape), window_size, shift_size, str(device))
+        if key not in self._mask_cache:
+            self._mask_cache[key] = ShiftWindowMSA.get_attn_mask(hw_shape, window_size, shift_size, device)
+        return self._mask_cache[key]

@@ -1,0 +1,3 @@
+from .fiber_bbox_coder import DeltaXYWHBBoxCoderForFIBER
+
+__all__ = ['DeltaXYWHBBoxCoderForFIBER']

@@ -1,0 +1,157 @@
+import copy
+
+import pytest
+import torch
+from mmengine.structures import InstanceData
+
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+
+CLASSES = ['person', 'bicycle', 'car', 'dog', 'traffic light']
+
+
+def _sample(h, w, text, boxes=None, labels=None, **meta):
+    s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                                    batch_input_shape=(h, w), scale_factor=(1., 1.), img_id=0))
+    s.text = text
+    for k, v in meta.items():
+        s.set_field(v, k, field_type='metainfo')
+    if boxes is not None:
+        s.gt_instances = InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32),
+                                      labels=torch.tensor(labels, dtype=torch.long))
+    return s
+
+
+@pytest.fixture(scope='module')
+def model(tiny_model_cfg):
+    torch.manual_seed(0)
+    m = MODELS.build(copy.deepcopy(tiny_model_cfg))
+    m.init_weights()
+    # open the fusion gates so that the text really changes the image features in these tests
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith(('i2t.gate', 'alpha_t2i')):
+                p.fill_(0.5)
+    return m
+
+
+def _images(n=2, h=128, w=160, seed=0):
+    return torch.randn(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def test_loss_with_class_names_and_with_grounding_captions(model):
+    model.train()
+    det = _sample(128, 160, CLASSES, [[10, 20, 80, 100], [60, 30, 150, 120]], [0, 3])
+    caption = 'a man riding a horse next to a black dog'
+    grounding = _sample(128, 160, caption, [[5, 5, 60, 90], [70, 40, 140, 110]], [0, 1],
+                        tokens_positive={0: [[0, 5]], 1: [[34, 43]]})
+    losses = model.loss(_images(), [det, grounding])
+    assert set(losses) == {'loss_cls', 'loss_bbox', 'loss_centerness'}
+    total = sum(losses.values())
+    assert torch.isfinite(total) and total.item() > 0
+    total.backward()
+    grads = [p.grad for n, p in model.named_parameters() if 'i2t' in n and p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    # positive maps are binary rows over the 256 caption tokens
+    maps = grounding.gt_instances.positive_maps
+    assert maps.shape == (2, 256) and set(maps.unique().tolist()) <= {0.0, 1.0}
+    assert maps[0].sum() >= 1 and maps[1].sum() >= 1
+    model.zero_grad()
+
+
+def test_missing_tokens_positive_entry_is_an_error(model):
+    model.train()
+    s = _sample(128, 160, 'a dog', [[5, 5, 60, 90]], [3], tokens_positive={0: [[2, 5]]})
+    with pytest.raises(KeyError, match='GT labels \\[3\\]'):
+        model.loss(_images(1), [s])
+
+
+def test_predict_class_names(model):
+    model.eval()
+    samples = [_sample(128, 160, CLASSES, custom_entities=True) for _ in range(2)]
+    with torch.no_grad():
+        out = model.predict(_images(), samples)
+    for s in out:
+        pred = s.pred_instances
+        assert len(pred) <= 100
+        assert pred.bboxes.shape[-1] == 4
+        assert pred.labels.min() >= 0 and pred.labels.max() < len(CLASSES)
+        assert pred.label_names == [CLASSES[i] for i in pred.labels.tolist()]
+        assert (pred.bboxes[:, 2] <= 159).all() and (pred.bboxes[:, 3] <= 127).all()
+
+
+def test_chunked_prompts_equal_running_each_chunk_alone(model):
+    """Many prompts per image reuse the text-free image part; results equal the plain per-prompt path."""
+    model.eval()
+    names = [f'{c} {i}' for i in range(12) for c in CLASSES][:40]
+    cfg = model.test_cfg
+    cfg['chunked_size'] = 15
+    try:
+        s = _sample(128, 160, names, custom_entities=True)
+        with torch.no_grad():
+            pred = model.predict(_images(1), [s])[0].pred_instances
+            prompts = model.test_prompts(s)
+            assert [p.label_offset for p in prompts] == [0, 15, 30]
+            expected = []
+            for p in prompts:
+                tok = model.language_model.tokenize([p.caption])
+                visual, lang = model.extract_feat(_images(1), tok['input_ids'], tok['attention_mask'])
+                s.token_positive_map = p.label_to_tokens
+                r = model.bbox_head.predict(visual, lang, [s])[0]
+                r.labels = r.labels + p.label_offset
+                expected.append(r)
+        expected = InstanceData.cat(expected)
+    finally:
+        cfg['chunked_size'] = -1
+    assert torch.equal(pred.labels, expected.labels)
+    assert torch.allclose(pred.bboxes, expected.bboxes, atol=1e-4)
+    assert torch.allclose(pred.scores, expected.scores, atol=1e-6)
+
+
+def test_long_class_list_is_split_not_truncated(model):
+    model.eval()
+    names = [f'class number {i}' for i in range(120)]
+    prompts = model.test_prompts(_sample(128, 160, names, custom_entities=True))
+    assert len(prompts) > 1
+    assert sum(len(p.entities) for p in prompts) == 120
+    for p in prompts:
+        assert len(model.language_model.tokenizer(p.caption)['input_ids']) <= 256
+        assert all(tokens for tokens in p.label_to_tokens.values())
+
+
+def test_phrase_grounding_and_referring_expression(model):
+    model.eval()
+    caption = 'a man riding a horse next to a black dog'
+    phrases = _sample(128, 160, caption, tokens_positive=[[[0, 5]], [[13, 20]], [[34, 43]]])
+    refexp = _sample(128, 160, 'the black dog on the left', tokens_positive=-1)
+    with torch.no_grad():
+        p1 = model.predict(_images(1), [phrases])[0].pred_instances
+        p2 = model.predict(_images(1, seed=3), [refexp])[0].pred_instances
+    assert p1.labels.max() < 3 and set(p1.label_names) <= {'a man', 'a horse', 'a black dog'}
+    assert (p2.labels == 0).all()
+
+
+def test_free_caption_without_spans_is_an_error(model):
+    model.eval()
+    with pytest.raises(ValueError, match='tokens_positive'):
+        model.test_prompts(_sample(128, 160, 'a man riding a horse'))
+
+
+def test_mismatched_fusion_pairing_is_rejected(tiny_model_cfg):
+    cfg = copy.deepcopy(tiny_model_cfg)
+    cfg.language_model.fused_layers = [3, 4, 5]
+    cfg.language_model.image_dims = [128, 256, 256]
+    with pytest.raises(ValueError, match='fuses 4 blocks'):
+        MODELS.build(cfg)
+    cfg = copy.deepcopy(tiny_model_cfg)
+    cfg.language_model.image_dims = [128, 128, 128, 256]
+    with pytest.raises(ValueError, match='image widths'):
+        MODELS.build(cfg)
+
+
+def test_tensor_mode(model):
+    model.eval()
+    with torch.no_grad():
+        logits, boxes, ctr = model(_images(1), [_sample(128, 160, CLASSES)], mode='tensor')
+    assert len(logits) == 5 and logits[0].shape == (1, 16 * 20, 256)
+    assert boxes[0].shape == (1, 4, 16, 20) and ctr[0].shape == (1, 1, 16, 20)
