@@ -59,6 +59,9 @@ _HEAD_RULES = [
 _DROPPED = [r'relative_position_index$', r'embeddings\.position_ids$', r'^rpn\.anchor_generator\.',
             r'^rpn\.head\.cls_logits\.']
 
+# in coarse-stage checkpoints: the cross-attention's own LayerNorm (the fine-grained model has none, spec §3)
+_COARSE_ONLY = [r'crossattention\w*\.output\.LayerNorm\.']
+
 # (source prefix, rules, target prefix)
 _FINE_GRAINED = [
     ('fusion_backbone.backbone.body.', _SWIN_RULES, 'backbone.'),
@@ -97,7 +100,7 @@ def unwrap_checkpoint(ckpt, use_ema: bool = False) -> Dict[str, Tensor]:
     if isinstance(ckpt, dict) and ('model' in ckpt or 'model_ema' in ckpt or 'state_dict' in ckpt):
         if use_ema:
             if 'model_ema' not in ckpt:
-                raise KeyError(f'--ema asked for, but the checkpoint has only {sorted(ckpt)}')
+                raise KeyError(f'EMA weights asked for, but the checkpoint has no model_ema (only {sorted(ckpt)})')
             state = ckpt['model_ema']
         else:
             state = ckpt.get('model', ckpt.get('state_dict'))
@@ -127,10 +130,11 @@ def convert_fiber_state_dict(state: Dict[str, Tensor], coarse: bool = False) -> 
             checkpoint that is not FIBER's.
     """
     groups = _COARSE if coarse else _FINE_GRAINED
+    drop = _DROPPED + (_COARSE_ONLY if coarse else [])
     out: 'OrderedDict[str, Tensor]' = OrderedDict()
     dropped, unknown = [], []
     for key, value in state.items():
-        if any(re.search(p, key) for p in _DROPPED):
+        if any(re.search(p, key) for p in drop):
             dropped.append(key)
             continue
         new = None

@@ -63,7 +63,7 @@ def test_chunks_fit_and_cover_all_classes(tokenizer):
     # greedy packing: adding the next class to a chunk would overflow
     for (_, chunk), (_, nxt) in zip(chunks, chunks[1:]):
         assert count(build_class_prompt(chunk + nxt[:1])[0]) > 64
-    fixed = chunk_class_names(names, count, max_tokens=256, chunk_size=40)
-    assert [(s, len(c)) for s, c in fixed] == [(0, 40), (40, 40), (80, 20)]
+    fixed = chunk_class_names(names, count, max_tokens=256, chunk_size=8)
+    assert [(s, len(c)) for s, c in fixed] == [(s, 8) for s in range(0, 96, 8)] + [(96, 4)]
     with pytest.raises(ValueError, match='smaller chunked_size'):
         chunk_class_names(names, count, max_tokens=64, chunk_size=40)

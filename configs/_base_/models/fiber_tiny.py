@@ -9,7 +9,7 @@ fused_image_dims = [128, 128, 256, 256]
 
 model = dict(
     backbone=dict(
-        arch=dict(embed_dims=32, depths=[2, 2, 4, 2], num_heads=[1, 2, 4, 8]),
+        arch=dict(_delete_=True, embed_dims=32, depths=[2, 2, 4, 2], num_heads=[1, 2, 4, 8]),
         window_size=7,
         text_dims=64,
         fusion_blocks=fusion_blocks,

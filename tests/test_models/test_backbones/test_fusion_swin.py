@@ -21,7 +21,7 @@ def _randomise(model, seed=0):
 def _inputs(B=2, H=96, W=128, T=11, D=24, seed=1):
     g = torch.Generator().manual_seed(seed)
     mask = torch.ones(B, T, dtype=torch.long)
-    mask[1, 7:] = 0
+    mask[-1, 7:] = 0
     return torch.randn(B, 3, H, W, generator=g), torch.randn(B, T, D, generator=g), mask
 
 
@@ -78,8 +78,8 @@ def test_text_layer_pairing_sees_pre_step_states():
 
     with torch.no_grad():
         _, final_text = m.forward_fused(m.forward_image_only(x), text, mask, text_layer)
-    # stage-2 tokens (3 x 4 windows of a 96x128 image: 6 x 8 tokens, 32 wide), then stage-3 tokens
-    assert seen == [(0, (2, 48, 32)), (1, (2, 48, 32)), (2, (2, 12, 64)), (3, (2, 12, 64))]
+    # stage-2 tokens of a 96x128 image (6 x 8, 64 wide), then stage-3 tokens (3 x 4, 128 wide)
+    assert seen == [(0, (2, 48, 64)), (1, (2, 48, 64)), (2, (2, 12, 128)), (3, (2, 12, 128))]
     assert torch.allclose(final_text, text + 4.0)
 
 
