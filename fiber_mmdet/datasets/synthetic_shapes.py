@@ -1,0 +1,345 @@
+"""The built-in toy dataset: coloured shapes with attribute captions, small enough to train on a CPU in minutes.
+
+:func:`generate_toy_dataset` writes, deterministically from a seed (same seed -> byte-identical files)::
+
+    OUT_DIR/
+      images/{train_od,train_vg,val,grounding}/000000.png ...   128-192 px, 1-5 shapes on a plain background
+      annotations/
+        label_map.json      {"0": "circle", ...}                 ODVG label map (mmdet's 0-based convention)
+        train_od.jsonl      ODVG OD lines (detection.instances: bbox xyxy, label, category, colour, size)
+        train_vg.jsonl      ODVG VG lines (grounding.caption + regions with phrase and tokens_positive)
+        val_coco.json       COCO instances (categories 1..5 = the shapes) for box AP
+        grounding_val.json  mmdet Flickr30kDataset / MDETR format (caption, tokens_positive_eval, phrase_ids)
+        meta.json           seed, vocabulary, held-out combinations, counts, data_prefix of every split
+      tokenizer/            byte-level BPE (RoBERTa layout) trained on the dataset's own text
+
+Objects are a shape (circle, square, triangle, diamond, cross) in a colour (red, green, blue, yellow, purple) and
+a size (small, large). Five colour-shape combinations -- one per colour and one per shape, e.g. "green triangle"
+-- are held out: they never appear in any training image (OD or VG). Every object of the grounding split is a
+held-out combination; the detection validation split draws objects from all 25 combinations (so its AP also
+measures shape detection on unseen colour-shape pairs). Boxes are exact pixel extents, stored xyxy with
+``x2 = x + w`` (ODVG) or xywh (COCO). Captions name objects by attributes ("the small red triangle", "a blue circle
+left of a green square"); a phrase span covers the attributes and the shape name, not the determiner.
+"""
+import json
+import os
+import os.path as osp
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPES: Tuple[str, ...] = ('circle', 'square', 'triangle', 'diamond', 'cross')
+COLOURS: Dict[str, Tuple[int, int, int]] = {
+    'red': (215, 40, 40),
+    'green': (40, 160, 60),
+    'blue': (40, 90, 220),
+    'yellow': (235, 200, 30),
+    'purple': (140, 60, 180),
+}
+SIZES: Dict[str, Tuple[int, int]] = {'small': (14, 22), 'large': (34, 50)}  # side length range in pixels
+# (shape, colour) pairs that never occur in training: shape i gets colour i-1, so every shape and every colour is
+# still seen in training, only the pairing is new.
+HELD_OUT: Tuple[Tuple[str, str], ...] = tuple(
+    (shape, list(COLOURS)[(i - 1) % len(COLOURS)]) for i, shape in enumerate(SHAPES))
+IMAGE_SIDE = (128, 192)
+SPLITS = ('train_od', 'train_vg', 'val', 'grounding')
+
+
+@dataclass
+class ShapeObject:
+    """One drawn object; ``box`` is xyxy in pixels with exclusive ``x2, y2`` (``x2 = x + side``)."""
+    shape: str
+    colour: str
+    size: str
+    box: Tuple[int, int, int, int]
+
+    @property
+    def combo(self) -> Tuple[str, str]:
+        return self.shape, self.colour
+
+    def phrase(self, with_size: bool) -> str:
+        return ' '.join(([self.size] if with_size else []) + [self.colour, self.shape])
+
+
+def all_combos() -> List[Tuple[str, str]]:
+    return [(shape, colour) for shape in SHAPES for colour in COLOURS]
+
+
+def seen_combos() -> List[Tuple[str, str]]:
+    return [combo for combo in all_combos() if combo not in HELD_OUT]
+
+
+# --------------------------------------------------------------------------------------------------- drawing
+def draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject) -> None:
+    """Draw ``obj`` so that it touches all four sides of its box."""
+    x1, y1, x2, y2 = obj.box
+    r, b = x2 - 1, y2 - 1  # inclusive right / bottom pixel
+    cx, cy = (x1 + r) / 2, (y1 + b) / 2
+    fill = COLOURS[obj.colour]
+    if obj.shape == 'circle':
+        draw.ellipse([x1, y1, r, b], fill=fill)
+    elif obj.shape == 'square':
+        draw.rectangle([x1, y1, r, b], fill=fill)
+    elif obj.shape == 'triangle':
+        draw.polygon([(cx, y1), (r, b), (x1, b)], fill=fill)
+    elif obj.shape == 'diamond':
+        draw.polygon([(cx, y1), (r, cy), (cx, b), (x1, cy)], fill=fill)
+    elif obj.shape == 'cross':
+        arm = max(2, (x2 - x1) // 3)
+        lo_x, lo_y = x1 + (x2 - x1 - arm) // 2, y1 + (y2 - y1 - arm) // 2
+        draw.rectangle([lo_x, y1, lo_x + arm - 1, b], fill=fill)
+        draw.rectangle([x1, lo_y, r, lo_y + arm - 1], fill=fill)
+    else:
+        raise ValueError(f'unknown shape {obj.shape!r}')
+
+
+def render(width: int, height: int, objects: Sequence[ShapeObject], background: int) -> Image.Image:
+    image = Image.new('RGB', (width, height), (background, background, background))
+    draw = ImageDraw.Draw(image)
+    for obj in objects:
+        draw_object(draw, obj)
+    return image
+
+
+# ------------------------------------------------------------------------------------------------- sampling
+def _overlaps(box: Tuple[int, int, int, int], others: Sequence[ShapeObject], margin: int = 3) -> bool:
+    return any(box[0] < o.box[2] + margin and o.box[0] < box[2] + margin and box[1] < o.box[3] + margin
+               and o.box[1] < box[3] + margin for o in others)
+
+
+def sample_objects(rng: np.random.Generator, width: int, height: int, num: int,
+                   combos: Sequence[Tuple[str, str]], unique: bool) -> List[ShapeObject]:
+    """Up to ``num`` non-overlapping objects with (shape, colour) from ``combos`` (distinct if ``unique``)."""
+    objects: List[ShapeObject] = []
+    for _ in range(50 * max(num, 1)):
+        if len(objects) == num:
+            break
+        shape, colour = combos[int(rng.integers(len(combos)))]
+        if unique and any(o.combo == (shape, colour) for o in objects):
+            continue
+        size = 'small' if rng.random() < 0.5 else 'large'
+        side = int(rng.integers(SIZES[size][0], SIZES[size][1] + 1))
+        x, y = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+        box = (x, y, x + side, y + side)
+        if not _overlaps(box, objects):
+            objects.append(ShapeObject(shape, colour, size, box))
+    return objects
+
+
+def _relation(a: ShapeObject, b: ShapeObject) -> Optional[str]:
+    """Spatial relation of ``a`` to ``b`` when the boxes are separated along the dominant axis, else None."""
+    dx = (a.box[0] + a.box[2]) - (b.box[0] + b.box[2])
+    dy = (a.box[1] + a.box[3]) - (b.box[1] + b.box[3])
+    if abs(dx) >= abs(dy):
+        if a.box[2] <= b.box[0]:
+            return 'left of'
+        if b.box[2] <= a.box[0]:
+            return 'right of'
+    else:
+        if a.box[3] <= b.box[1]:
+            return 'above'
+        if b.box[3] <= a.box[1]:
+            return 'below'
+    return None
+
+
+class _Caption:
+    """Caption builder recording the character span of each mentioned object."""
+
+    def __init__(self) -> None:
+        self.text = ''
+        self.mentions: List[Tuple[ShapeObject, int, int]] = []
+
+    def add(self, text: str) -> '_Caption':
+        self.text += text
+        return self
+
+    def mention(self, obj: ShapeObject, with_size: bool) -> '_Caption':
+        beg = len(self.text)
+        self.text += obj.phrase(with_size)
+        self.mentions.append((obj, beg, len(self.text)))
+        return self
+
+
+def make_caption(rng: np.random.Generator, objects: Sequence[ShapeObject]) -> _Caption:
+    """A caption naming 1-3 of ``objects`` (distinct combinations) by their attributes, with a spatial relation
+    when two objects are named and clearly separated."""
+    num = int(rng.integers(1, min(3, len(objects)) + 1))
+    chosen = [objects[i] for i in sorted(rng.choice(len(objects), size=num, replace=False))]
+    det = ('a', 'the', 'one')
+    with_size = [bool(rng.random() < 0.5) for _ in chosen]
+    caption = _Caption()
+    if num == 1:
+        if rng.random() < 0.5:
+            caption.add('there is ')
+        caption.add(f'{det[int(rng.integers(3))]} ').mention(chosen[0], with_size[0])
+    elif num == 2 and _relation(chosen[0], chosen[1]) is not None and rng.random() < 0.7:
+        rel = _relation(chosen[0], chosen[1])
+        caption.add(f'{det[int(rng.integers(3))]} ').mention(chosen[0], with_size[0])
+        caption.add(f' {rel} {det[int(rng.integers(2))]} ').mention(chosen[1], with_size[1])
+    else:
+        for i, obj in enumerate(chosen):
+            if i:
+                caption.add(' and ' if i == len(chosen) - 1 else ', ')
+            caption.add(f'{det[int(rng.integers(2))]} ').mention(obj, with_size[i])
+    return caption.add('.')
+
+
+# ------------------------------------------------------------------------------------------------- writing
+def _image_size(rng: np.random.Generator) -> Tuple[int, int]:
+    lo, hi = IMAGE_SIDE
+    return int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1))
+
+
+def _save(image: Image.Image, path: str) -> None:
+    image.save(path, format='PNG', optimize=False, compress_level=6)
+
+
+def _object_record(obj: ShapeObject) -> dict:
+    return dict(shape=obj.shape, colour=obj.colour, size=obj.size, bbox=list(obj.box))
+
+
+def _write_jsonl(path: str, lines: Sequence[dict]) -> None:
+    with open(path, 'w', encoding='utf-8') as f:
+        for line in lines:
+            f.write(json.dumps(line, sort_keys=True) + '\n')
+
+
+def _write_json(path: str, obj: dict) -> None:
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(obj, f, sort_keys=True, indent=None, separators=(',', ':'))
+
+
+def generate_toy_dataset(out_dir: str,
+                         seed: int = 0,
+                         num_train_od: int = 400,
+                         num_train_vg: int = 400,
+                         num_val: int = 100,
+                         num_grounding: int = 100,
+                         empty_fraction: float = 0.02,
+                         tokenizer_vocab_size: int = 512,
+                         with_tokenizer: bool = True) -> dict:
+    """Write the toy dataset to ``out_dir`` (see the module docstring) and return its ``meta.json`` content.
+
+    Args:
+        out_dir: output directory (created; existing files with the same names are overwritten).
+        seed: every split draws from ``numpy.random.default_rng([seed, split_index])``.
+        num_train_od / num_train_vg / num_val / num_grounding: number of images per split (the grounding split
+            has 1-2 captions per image, one record each).
+        empty_fraction: fraction of OD training images drawn without objects (exercises the empty-image filter).
+        tokenizer_vocab_size: vocabulary size of the trained tokenizer.
+        with_tokenizer: train and write ``tokenizer/``.
+    """
+    start = time.perf_counter()
+    ann_dir = osp.join(out_dir, 'annotations')
+    os.makedirs(ann_dir, exist_ok=True)
+    for split in SPLITS:
+        os.makedirs(osp.join(out_dir, 'images', split), exist_ok=True)
+    rngs = {split: np.random.default_rng([seed, i]) for i, split in enumerate(SPLITS)}
+    label_map = {str(i): shape for i, shape in enumerate(SHAPES)}
+    shape_to_label = {shape: i for i, shape in enumerate(SHAPES)}
+
+    def new_image(split: str, index: int, num_range: Tuple[int, int], combos, unique: bool):
+        rng = rngs[split]
+        width, height = _image_size(rng)
+        num = int(rng.integers(num_range[0], num_range[1] + 1))
+        objects = sample_objects(rng, width, height, num, combos, unique)
+        background = int(rng.integers(200, 246))
+        file_name = f'{index:06d}.png'
+        _save(render(width, height, objects, background), osp.join(out_dir, 'images', split, file_name))
+        return file_name, width, height, objects
+
+    # training detection (ODVG OD)
+    od_lines = []
+    num_empty = 0
+    for index in range(num_train_od):
+        empty = rngs['train_od'].random() < empty_fraction
+        num_empty += int(empty)
+        file_name, width, height, objects = new_image('train_od', index, (0, 0) if empty else (1, 5),
+                                                      seen_combos(), unique=False)
+        od_lines.append(dict(filename=file_name, height=height, width=width, detection=dict(instances=[
+            dict(bbox=list(o.box), label=shape_to_label[o.shape], category=o.shape, colour=o.colour, size=o.size)
+            for o in objects])))
+
+    # training grounding (ODVG VG)
+    vg_lines, texts = [], []
+    for index in range(num_train_vg):
+        file_name, width, height, objects = new_image('train_vg', index, (1, 4), seen_combos(), unique=True)
+        caption = make_caption(rngs['train_vg'], objects)
+        texts.append(caption.text)
+        vg_lines.append(dict(filename=file_name, height=height, width=width, objects=[
+            _object_record(o) for o in objects], grounding=dict(caption=caption.text, regions=[
+                dict(bbox=list(o.box), phrase=caption.text[beg:end], tokens_positive=[[beg, end]])
+                for o, beg, end in caption.mentions])))
+
+    # validation detection (COCO, all combinations)
+    categories = [dict(id=i + 1, name=shape, supercategory='shape') for i, shape in enumerate(SHAPES)]
+    val_images, val_annotations = [], []
+    for index in range(num_val):
+        file_name, width, height, objects = new_image('val', index, (1, 5), all_combos(), unique=False)
+        val_images.append(dict(id=index + 1, file_name=file_name, width=width, height=height))
+        for o in objects:
+            x1, y1, x2, y2 = o.box
+            val_annotations.append(dict(id=len(val_annotations) + 1, image_id=index + 1,
+                                        category_id=shape_to_label[o.shape] + 1, bbox=[x1, y1, x2 - x1, y2 - y1],
+                                        area=(x2 - x1) * (y2 - y1), iscrowd=0, colour=o.colour, size=o.size))
+    val_coco = dict(info=dict(description='fiber_mmdet toy shapes, detection validation', seed=seed),
+                    images=val_images, annotations=val_annotations, categories=categories)
+
+    # grounding evaluation (Flickr30k / MDETR style, held-out combinations only)
+    g_images, g_annotations = [], []
+    for index in range(num_grounding):
+        file_name, width, height, objects = new_image('grounding', index, (1, 3), list(HELD_OUT), unique=True)
+        for sentence_id in range(int(rngs['grounding'].integers(1, 3))):
+            caption = make_caption(rngs['grounding'], objects)
+            texts.append(caption.text)
+            entry_id = len(g_images)
+            g_images.append(dict(id=entry_id, file_name=file_name, width=width, height=height,
+                                 caption=caption.text, original_img_id=index, sentence_id=sentence_id,
+                                 dataset_name='toy_shapes',
+                                 tokens_positive_eval=[[[beg, end]] for _, beg, end in caption.mentions]))
+            for phrase_id, (o, beg, end) in enumerate(caption.mentions):
+                x1, y1, x2, y2 = o.box
+                g_annotations.append(dict(id=len(g_annotations) + 1, image_id=entry_id, category_id=1,
+                                          bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), iscrowd=0,
+                                          phrase_ids=phrase_id, tokens_positive=[[beg, end]],
+                                          shape=o.shape, colour=o.colour, size=o.size))
+    grounding = dict(info=dict(description='fiber_mmdet toy shapes, phrase grounding (held-out combinations)',
+                               seed=seed),
+                     images=g_images, annotations=g_annotations, categories=[dict(id=1, name='object')])
+
+    _write_json(osp.join(ann_dir, 'label_map.json'), label_map)
+    _write_jsonl(osp.join(ann_dir, 'train_od.jsonl'), od_lines)
+    _write_jsonl(osp.join(ann_dir, 'train_vg.jsonl'), vg_lines)
+    _write_json(osp.join(ann_dir, 'val_coco.json'), val_coco)
+    _write_json(osp.join(ann_dir, 'grounding_val.json'), grounding)
+
+    if with_tokenizer:
+        from fiber_mmdet.utils.tokenizer import train_roberta_tokenizer
+        # Class-name captions as the OD transform writes them, so names are seen with and without a leading space.
+        names = list(SHAPES) + ['background']
+        od_texts = ['. '.join(names[i:] + names[:i]) for i in range(len(names))]
+        train_roberta_tokenizer(texts + od_texts, osp.join(out_dir, 'tokenizer'), vocab_size=tokenizer_vocab_size)
+
+    meta = dict(
+        seed=seed,
+        shapes=list(SHAPES),
+        colours=list(COLOURS),
+        sizes={k: list(v) for k, v in SIZES.items()},
+        held_out=[list(c) for c in HELD_OUT],
+        counts=dict(train_od=num_train_od, train_od_empty=num_empty, train_vg=num_train_vg, val=num_val,
+                    grounding_images=num_grounding, grounding_records=len(g_images),
+                    train_od_boxes=sum(len(line['detection']['instances']) for line in od_lines),
+                    val_boxes=len(val_annotations), grounding_boxes=len(g_annotations)),
+        files=dict(label_map='annotations/label_map.json', train_od='annotations/train_od.jsonl',
+                   train_vg='annotations/train_vg.jsonl', val='annotations/val_coco.json',
+                   grounding='annotations/grounding_val.json', tokenizer='tokenizer' if with_tokenizer else None),
+        data_prefix={split: f'images/{split}/' for split in SPLITS},
+        box_convention='xyxy with x2 = x + w (exclusive), COCO xywh in val/grounding',
+    )
+    _write_json(osp.join(ann_dir, 'meta.json'), meta)
+    meta['seconds'] = time.perf_counter() - start  # not written: the files stay byte-identical across runs
+    return meta

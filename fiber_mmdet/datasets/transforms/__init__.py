@@ -1,0 +1,6 @@
+from .geometric import ClipBoxesToImage, ShortSideResize, fiber_resize_shape
+from .od_to_grounding import ODToGroundingCaption, clean_name
+from .text_tokenizer import LazyTokenizer
+
+__all__ = ['ClipBoxesToImage', 'ShortSideResize', 'fiber_resize_shape', 'ODToGroundingCaption', 'clean_name',
+           'LazyTokenizer']

@@ -1,0 +1,144 @@
+"""The toy dataset generator: determinism, held-out combinations, loadable COCO / Flickr-style / ODVG files."""
+import hashlib
+import importlib.util
+import json
+import os
+import os.path as osp
+
+import numpy as np
+from PIL import Image
+
+from fiber_mmdet.datasets.synthetic_shapes import COLOURS, HELD_OUT, SHAPES, generate_toy_dataset
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _digest(root):
+    digest = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            path = osp.join(dirpath, name)
+            with open(path, 'rb') as f:
+                digest[osp.relpath(path, root)] = hashlib.md5(f.read()).hexdigest()
+    return digest
+
+
+def _lines(root, meta, split):
+    with open(osp.join(root, meta['files'][split])) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_deterministic(tmp_path, toy_dataset):
+    root, _ = toy_dataset
+    kwargs = dict(seed=0, num_train_od=60, num_train_vg=40, num_val=20, num_grounding=20, empty_fraction=0.1)
+    generate_toy_dataset(str(tmp_path / 'a'), **kwargs)
+    first = _digest(str(tmp_path / 'a'))
+    assert first == _digest(root)  # same seed: byte-identical files, tokenizer included
+    generate_toy_dataset(str(tmp_path / 'b'), **dict(kwargs, seed=1, with_tokenizer=False))
+    other = _digest(str(tmp_path / 'b'))
+    images = [k for k in first if k.startswith('images')]
+    assert images and all(k in other for k in images)
+    assert sum(first[k] != other[k] for k in images) > 0.9 * len(images)
+
+
+def test_held_out_combinations_never_in_training(toy_dataset):
+    root, meta = toy_dataset
+    held_out = {tuple(c) for c in meta['held_out']}
+    assert held_out == set(HELD_OUT) and ('triangle', 'green') in held_out
+    assert {s for s, _ in held_out} == set(SHAPES) and {c for _, c in held_out} == set(COLOURS)
+    train = [(i['category'], i['colour']) for line in _lines(root, meta, 'train_od')
+             for i in line['detection']['instances']]
+    train += [(o['shape'], o['colour']) for line in _lines(root, meta, 'train_vg') for o in line['objects']]
+    assert len(train) > 100 and not held_out & set(train)
+    captions = ' '.join(line['grounding']['caption'] for line in _lines(root, meta, 'train_vg'))
+    for shape, colour in held_out:
+        assert f'{colour} {shape}' not in captions
+    grounding = json.load(open(osp.join(root, meta['files']['grounding'])))
+    assert {(a['shape'], a['colour']) for a in grounding['annotations']} <= held_out
+    # the detection validation split covers unseen pairs too
+    val = json.load(open(osp.join(root, meta['files']['val'])))
+    shapes = {c['id']: c['name'] for c in val['categories']}
+    assert held_out & {(shapes[a['category_id']], a['colour']) for a in val['annotations']}
+
+
+def test_vg_spans_and_boxes(toy_dataset):
+    root, meta = toy_dataset
+    for line in _lines(root, meta, 'train_vg'):
+        caption = line['grounding']['caption']
+        image = np.asarray(Image.open(osp.join(root, meta['data_prefix']['train_vg'], line['filename'])))
+        assert image.shape == (line['height'], line['width'], 3)
+        for region in line['grounding']['regions']:
+            (beg, end), = region['tokens_positive']
+            assert caption[beg:end] == region['phrase']
+            shape, colour = region['phrase'].split()[-1], region['phrase'].split()[-2]
+            x1, y1, x2, y2 = region['bbox']
+            # the box is the exact extent of the object's pixels
+            mask = (image[y1:y2, x1:x2] == np.array(COLOURS[colour], dtype=np.uint8)).all(-1)
+            ys, xs = np.nonzero(mask)
+            assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (0, 0, x2 - x1, y2 - y1), shape
+
+
+def test_coco_files_load(toy_dataset):
+    from pycocotools.coco import COCO
+    root, meta = toy_dataset
+    val = COCO(osp.join(root, meta['files']['val']))
+    assert [c['name'] for c in val.loadCats(val.getCatIds())] == list(SHAPES)
+    assert len(val.getImgIds()) == meta['counts']['val'] and len(val.getAnnIds()) == meta['counts']['val_boxes']
+    for ann in val.loadAnns(val.getAnnIds()):
+        img = val.loadImgs(ann['image_id'])[0]
+        x, y, w, h = ann['bbox']
+        assert 0 <= x and x + w <= img['width'] and 0 <= y and y + h <= img['height'] and w > 0 and h > 0
+    grounding = COCO(osp.join(root, meta['files']['grounding']))
+    assert len(grounding.getImgIds()) == meta['counts']['grounding_records']
+
+
+def test_grounding_split_reads_as_flickr30k(toy_dataset):
+    from mmdet.datasets import Flickr30kDataset
+    root, meta = toy_dataset
+    dataset = Flickr30kDataset(data_root=root, ann_file=meta['files']['grounding'],
+                               data_prefix=dict(img=meta['data_prefix']['grounding']), test_mode=True, pipeline=[])
+    assert len(dataset) == meta['counts']['grounding_records']
+    for index in range(len(dataset)):
+        info = dataset[index]
+        # Flickr30kMetric pairs phrase i with the boxes whose (renumbered) phrase id is i
+        assert sorted(set(info['phrase_ids'])) == list(range(len(info['phrases'])))
+        for phrase in info['phrases']:
+            assert tuple(phrase.split()[-2:][::-1]) in HELD_OUT
+        assert osp.exists(info['img_path'])
+
+
+def test_odvg_files_load_and_filter(toy_dataset):
+    from fiber_mmdet.datasets import FilteredODVGDataset
+    root, meta = toy_dataset
+    od = FilteredODVGDataset(data_root=root, ann_file=meta['files']['train_od'],
+                             label_map_file=meta['files']['label_map'],
+                             data_prefix=dict(img=meta['data_prefix']['train_od']), pipeline=[])
+    assert meta['counts']['train_od_empty'] > 0  # the fixture asks for 10 % empty images
+    assert len(od) == meta['counts']['train_od'] - meta['counts']['train_od_empty']
+    assert od.num_filtered_images == meta['counts']['train_od_empty']
+    vg = FilteredODVGDataset(data_root=root, ann_file=meta['files']['train_vg'],
+                             data_prefix=dict(img=meta['data_prefix']['train_vg']), pipeline=[])
+    assert len(vg) == meta['counts']['train_vg']
+
+
+def test_tokenizer_loads(toy_dataset):
+    from transformers import AutoTokenizer
+    root, meta = toy_dataset
+    tokenizer = AutoTokenizer.from_pretrained(osp.join(root, meta['files']['tokenizer']))
+    ids = tokenizer('the small green triangle left of a blue circle.')['input_ids']
+    assert ids[0] == 0 and ids[-1] == 2 and tokenizer.pad_token_id == 1
+    assert len(ids) <= 13  # each word of the dataset's vocabulary is a single token
+    assert tokenizer.unk_token_id not in ids
+
+
+def test_cli(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        'make_toy_dataset', osp.join(REPO_ROOT, 'tools', 'misc', 'make_toy_dataset.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    out = tmp_path / 'cli'
+    cli.main([str(out), '--seed', '3', '--num-train-od', '4', '--num-train-vg', '4', '--num-val', '2',
+              '--num-grounding', '2', '--no-tokenizer'])
+    assert 'held-out combinations: purple circle, red square, green triangle' in capsys.readouterr().out
+    meta = json.load(open(out / 'annotations' / 'meta.json'))
+    assert meta['seed'] == 3 and meta['files']['tokenizer'] is None
