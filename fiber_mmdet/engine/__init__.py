@@ -1,0 +1,17 @@
+"""Training-loop pieces of FIBER's recipe that MMEngine does not provide, plus runtime fixes for the tools.
+
+* :class:`FIBEROptimWrapperConstructor` -- FIBER's parameter groups (2x lr and no weight decay for every
+  parameter whose name contains ``bias``, a separate learning rate for the language model).
+* :class:`WeightDecayScheduleHook` -- FIBER's weight-decay drops ahead of the LR milestones.
+* :func:`register_checkpoint_safe_globals` -- lets MMEngine 0.10.7 load Runner checkpoints on torch >= 2.6.
+* :func:`setup_cpu_distributed` -- ``--launcher pytorch`` on machines without CUDA (gloo).
+"""
+from .checkpoint import register_checkpoint_safe_globals
+from .dist import setup_cpu_distributed
+from .hooks import WeightDecayScheduleHook
+from .optimizers import FIBEROptimWrapperConstructor
+
+__all__ = [
+    'FIBEROptimWrapperConstructor', 'WeightDecayScheduleHook', 'register_checkpoint_safe_globals',
+    'setup_cpu_distributed'
+]

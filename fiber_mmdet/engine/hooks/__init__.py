@@ -1,0 +1,3 @@
+from .weight_decay_schedule_hook import WeightDecayScheduleHook
+
+__all__ = ['WeightDecayScheduleHook']

@@ -1,0 +1,3 @@
+from .fiber_optim_wrapper_constructor import FIBEROptimWrapperConstructor
+
+__all__ = ['FIBEROptimWrapperConstructor']
