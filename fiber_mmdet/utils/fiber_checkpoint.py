@@ -5,7 +5,7 @@ anything else is an error that names the keys.
 """
 import re
 from collections import OrderedDict
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Dict, List, NamedTuple
 
 import torch
 from torch import Tensor

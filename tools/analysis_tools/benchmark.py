@@ -79,8 +79,8 @@ def main() -> int:
     if lm.get('tokenizer') is None and lm.get('name') is None:
         print('no tokenizer: pass --tokenizer DIR (a RoBERTa-style tokenizer directory)', file=sys.stderr)
         return 2
+    # random weights from the constructors: init_weights() would only change the values, not the cost
     model = MODELS.build(cfg.model).to(args.device)
-    model.init_weights()
     H, W = args.size
     img = torch.randn(1, 3, (H + 31) // 32 * 32, (W + 31) // 32 * 32, device=args.device)
     names = [n for n in args.prompt.split('. ') if n]

@@ -19,7 +19,7 @@ import argparse
 import json
 import os.path as osp
 import sys
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import torch
 from mmengine.structures import InstanceData

@@ -33,9 +33,14 @@ def main() -> int:
     parser.add_argument('--prompt', default='red circle. blue square')
     args = parser.parse_args()
     t0 = time.time()
+    import logging
+
     import torch
     from mmengine.config import Config
-    from mmdet.apis import inference_detector, init_detector
+    from mmengine.logging import MMLogger
+    from mmdet.apis import inference_detector
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
 
     from fiber_mmdet.utils import train_roberta_tokenizer
     os.makedirs(args.work_dir, exist_ok=True)
@@ -49,11 +54,18 @@ def main() -> int:
     cfg.model.language_model.tokenizer = tokenizer_dir
     cfg.test_dataloader = dict(dataset=dict(pipeline=[
         dict(type='LoadImageFromFile', imdecode_backend='pillow'),
-        dict(type='FixScaleResize', scale=(800, 1333), keep_ratio=True, backend='pillow'),
+        dict(type='ShortSideResize', short_sides=(800,), max_long_side=1333),
         dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
                                               'text', 'custom_entities'))]))
+    register_all_modules()
+    MMLogger.get_current_instance().setLevel(logging.WARNING)  # init_weights() logs every parameter
     torch.manual_seed(0)
-    model = init_detector(cfg, checkpoint=None, device='cpu')
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    # an untrained head scores every box about sigmoid(bias0) = 0.01: show the best candidates anyway
+    model.bbox_head.test_cfg['score_thr'] = 0.0
+    model.cfg = cfg  # inference_detector reads the test pipeline from here
+    model.eval()
     n_params = sum(p.numel() for p in model.parameters())
     result = inference_detector(model, image, text_prompt=args.prompt, custom_entities=True)
     pred = result.pred_instances

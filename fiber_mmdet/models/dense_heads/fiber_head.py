@@ -1,6 +1,6 @@
 """FIBER's language-aware DyHead: mmdet's GLIP head (no early fusion) made exact to the original (spec §4–6)."""
 import copy
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional
 
 import torch
 from mmcv.ops import batched_nms

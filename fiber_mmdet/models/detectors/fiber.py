@@ -1,7 +1,6 @@
 """The FIBER detector: fusion-in-the-backbone vision-language ATSS (spec §1)."""
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-import torch
 from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 from torch import Tensor

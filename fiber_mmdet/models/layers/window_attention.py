@@ -7,7 +7,6 @@ shifted-window mask on every call.
 """
 from typing import Dict, Optional, Tuple
 
-import torch
 import torch.nn.functional as F
 from mmpretrain.models.utils.attention import ShiftWindowMSA, WindowMSA
 from torch import Tensor

@@ -1,7 +1,6 @@
 """FIBER-B as configured in configs/_base_/models/fiber_b.py has the original's module tree."""
 import os.path as osp
 
-import torch
 from mmengine.config import Config
 
 from mmdet.registry import MODELS
