@@ -1,0 +1,96 @@
+# The embedded default: a small FIBER trained from scratch on the built-in toy dataset
+# (python tools/misc/make_toy_dataset.py data/toy_shapes), with the same pipeline, losses, optimizer
+# constructor and evaluators as the real recipe, sized for a 2-core CPU.
+_base_ = ['../_base_/models/fiber_tiny.py', '../_base_/default_runtime.py']
+
+data_root = 'data/toy_shapes/'
+tokenizer_dir = data_root + 'tokenizer'
+classes = ('circle', 'square', 'triangle', 'diamond', 'cross')
+max_iters = 600
+
+model = dict(
+    backbone=dict(drop_path_rate=0.0),
+    language_model=dict(tokenizer=tokenizer_dir),
+    test_cfg=dict(max_per_img=100))
+
+meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip', 'flip_direction', 'text',
+             'custom_entities', 'tokens_positive', 'phrases', 'phrase_ids')
+caption = dict(type='ODToGroundingCaption', tokenizer_name=tokenizer_dir, num_sample_negative=85, max_tokens=256,
+               control_prob=(0.05, 0.05, 0.5, 0.2))
+load = [dict(type='LoadImageFromFile', imdecode_backend='pillow'), dict(type='LoadAnnotations', with_bbox=True)]
+train_pipeline = load + [
+    dict(type='ClipBoxesToImage', offset=1), caption,
+    dict(type='ShortSideResize', short_sides=(128, 144, 160), max_long_side=256),
+    dict(type='RandomFlip_GLIP', prob=0.0),  # captions say "left of": no flip on this data
+    dict(type='PackDetInputs', meta_keys=meta_keys)
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='ShortSideResize', short_sides=(144, ), max_long_side=256),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=meta_keys)
+]
+
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type='ConcatDataset',
+        datasets=[
+            dict(type='FilteredODVGDataset', data_root=data_root, ann_file='annotations/train_od.jsonl',
+                 label_map_file='annotations/label_map.json', data_prefix=dict(img='images/train_od/'),
+                 pipeline=train_pipeline),
+            dict(type='FilteredODVGDataset', data_root=data_root, ann_file='annotations/train_vg.jsonl',
+                 data_prefix=dict(img='images/train_vg/'), pipeline=train_pipeline),
+        ]))
+
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=1,
+    persistent_workers=False,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='ConcatDataset',
+        datasets=[
+            dict(type='CocoDataset', data_root=data_root, ann_file='annotations/val_coco.json',
+                 data_prefix=dict(img='images/val/'), metainfo=dict(classes=classes), test_mode=True,
+                 return_classes=True, pipeline=test_pipeline),
+            dict(type='Flickr30kDataset', data_root=data_root, ann_file='annotations/grounding_val.json',
+                 data_prefix=dict(img='images/grounding/'), test_mode=True, pipeline=test_pipeline),
+        ]))
+test_dataloader = val_dataloader
+val_evaluator = dict(
+    type='MultiDatasetsAverageEvaluator',
+    metrics=[dict(type='CocoPlusOneMetric', ann_file=data_root + 'annotations/val_coco.json'),
+             dict(type='Flickr30kRecallMetric', topk=(1, 5, 10, -1))],
+    dataset_prefixes=['shapes', 'novel_grounding'],
+    average_keys=())
+test_evaluator = val_evaluator
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01),
+    clip_grad=dict(max_norm=1.0, norm_type=2),
+    constructor='FIBEROptimWrapperConstructor',
+    paramwise_cfg=dict(language_model_lr_mult=1.0, bias_lr_mult=2.0, bias_decay_mult=0.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=50),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
+         milestones=[int(0.67 * max_iters), int(0.89 * max_iters)], gamma=0.1),
+]
+custom_hooks = [
+    dict(type='WeightDecayScheduleHook', milestones=[int(0.67 * max_iters), int(0.89 * max_iters)]),
+]
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=20),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
+    visualization=dict(type='DetVisualizationHook', draw=False))
+log_processor = dict(by_epoch=False, window_size=20)
+randomness = dict(seed=0)
