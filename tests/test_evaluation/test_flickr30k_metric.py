@@ -88,3 +88,15 @@ def test_parse_sentences(tmp_path):
     path = tmp_path / '1.txt'
     path.write_text('[/EN#1/people/other A man] rides [/EN#0/notvisual it] .\n[/EN#2/scene The beach] .\n')
     assert parse_flickr30k_sentences(str(path)) == [{0: ['people', 'other'], 12: ['notvisual']}, {0: ['scene']}]
+
+
+def test_samples_of_other_datasets_keep_their_place(make_sample):
+    """In a multi-dataset evaluation every metric sees every sample; a detection sample (no phrase_ids) keeps
+    a placeholder so the evaluator's per-dataset slices stay aligned, and is not scored."""
+    metric = Flickr30kRecallMetric(topk=(1, -1), prefix='f')
+    detection = make_sample(7, [[0, 0, 5, 5]], [0.5], [0], gt_bboxes=[[0, 0, 5, 5]])
+    grounding = make_sample(0, [[0, 0, 10, 10]], [0.9], [0], gt_bboxes=[[0, 0, 10, 10]], phrase_ids=[0],
+                            phrases=['a dog'])
+    metric.process({}, [detection, grounding])
+    assert metric.results[0] is None and len(metric.results) == 2
+    assert metric.evaluate(2) == {'f/Recall@1_all': 1.0, 'f/Upper_bound_all': 1.0}

@@ -144,6 +144,11 @@ class Flickr30kRecallMetric(Flickr30kMetric):
             data_samples (Sequence[dict]): Data samples as described in the class docstring.
         """
         for data_sample in data_samples:
+            if 'phrase_ids' not in data_sample:
+                # a sample of another dataset in a multi-dataset evaluation: keep one entry per sample so the
+                # evaluator's per-dataset slicing stays aligned; compute_metrics skips it
+                self.results.append(None)
+                continue
             pred = data_sample['pred_instances']
             gt_bboxes = data_sample['gt_instances']['bboxes']
             if isinstance(gt_bboxes, torch.Tensor):
@@ -220,6 +225,8 @@ class Flickr30kRecallMetric(Flickr30kMetric):
         positives: Dict[str, Dict[int, int]] = defaultdict(lambda: defaultdict(int))
         totals: Dict[str, int] = defaultdict(int)
         for result in results:
+            if result is None:  # not a phrase-grounding sample (see process)
+                continue
             phrase_types = self._phrase_types(result['img_id']) if with_types else {}
             for phrase, hit_at in self._phrase_hits(result):
                 for category in ['all'] + list(phrase_types.get(phrase, [])):
