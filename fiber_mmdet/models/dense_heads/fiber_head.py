@@ -59,6 +59,8 @@ class FIBERHead(ATSSVLFusionHead):
         lang_dim (int): Text width (768 for roberta-base).
         num_tokens (int): Caption length in tokens (256).
         num_dyhead_blocks (int): DyHead blocks (6).
+        use_dcn (bool): Modulated deformable convolutions in the tower (FIBER: True; plain 3x3 convolutions
+            otherwise, e.g. for the CPU toy model, where mmcv's CPU deformable convolution dominates the cost).
         use_checkpoint (bool): Activation checkpointing in the tower.
         **kwargs: :class:`mmdet.models.dense_heads.ATSSHead` arguments.
     """
@@ -68,6 +70,7 @@ class FIBERHead(ATSSVLFusionHead):
                  lang_dim: int = 768,
                  num_tokens: int = 256,
                  num_dyhead_blocks: int = 6,
+                 use_dcn: bool = True,
                  use_checkpoint: bool = False,
                  init_cfg=None,
                  **kwargs) -> None:
@@ -79,6 +82,7 @@ class FIBERHead(ATSSVLFusionHead):
             num_base_priors=self.num_base_priors,
             lang_dim=lang_dim,
             num_dyhead_blocks=num_dyhead_blocks,
+            use_dcn=use_dcn,
             use_checkpoint=use_checkpoint)
         self.text_masks = None
 
