@@ -20,7 +20,6 @@ Differences to mmdet's ``RandomSamplingNegPos`` (each one is the reference's beh
 """
 import json
 import random
-import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,21 +28,11 @@ from mmengine.logging import MMLogger
 
 from mmdet.registry import TRANSFORMS
 from fiber_mmdet.utils.positive_map import build_positive_map
+from fiber_mmdet.utils.prompts import build_class_prompt, clean_name
 from .text_tokenizer import LazyTokenizer
 
 BACKGROUND_KEY = '__background__'
 INSTANCE_KEYS = ('gt_bboxes', 'gt_bboxes_labels', 'gt_ignore_flags', 'gt_masks')
-
-
-def clean_name(name: str) -> str:
-    """The reference's ``clean_name``: drop ``"(...)"``, ``"_"`` -> ``" "``, ``"  "`` -> ``" "`` (no lower-casing).
-
-    ``'__background__'`` becomes ``' background '``.
-    """
-    name = re.sub(r'\(.*\)', '', name)
-    name = re.sub(r'_', ' ', name)
-    name = re.sub(r'  ', ' ', name)
-    return name
 
 
 def _key_order(key: str) -> Tuple[int, int, str]:
@@ -288,17 +277,11 @@ class ODToGroundingCaption(BaseTransform):
         # 5. caption
         order = screened + positives
         random.shuffle(order)
-        caption = ''
-        position: Dict[str, Tuple[int, int, int]] = {}
-        for index, key in enumerate(order):
-            beg = len(caption)
-            caption += clean_name(all_names[key])
-            position[key] = (index, beg, len(caption))
-            if index != len(order) - 1:
-                caption += self.separation_tokens
-
-        tokens_positive = {position[key][0]: [[position[key][1], position[key][2]]] for key in positives}
-        results['gt_bboxes_labels'] = np.array([position[key][0] for key in keys], dtype=np.int64)
+        caption, spans = build_class_prompt([all_names[key] for key in order], separator=self.separation_tokens,
+                                            clean=True)
+        label = {key: i for i, key in enumerate(order)}  # the new label of a class is its place in the caption
+        tokens_positive = {label[key]: [list(span) for span in spans[label[key]]] for key in positives}
+        results['gt_bboxes_labels'] = np.array([label[key] for key in keys], dtype=np.int64)
         results['text'] = caption
         results['tokens_positive'] = tokens_positive
         self._check_spans(caption, tokens_positive)
