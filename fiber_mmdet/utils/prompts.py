@@ -6,7 +6,8 @@ Span = Tuple[int, int]
 
 
 def clean_name(name: str) -> str:
-    """FIBER's training-time name cleaning: drop "(...)", "_" -> " ", collapse double spaces."""
+    """FIBER's name cleaning (training captions and test prompts): drop "(...)", "_" -> " ", collapse double
+    spaces (``'bow_(weapon)'`` -> ``'bow '``, trailing space kept as in the original)."""
     name = re.sub(r'\(.*\)', '', name)
     name = re.sub(r'_', ' ', name)
     name = re.sub(r'  ', ' ', name)
@@ -21,10 +22,11 @@ def build_class_prompt(names: Sequence[str],
 
     Args:
         names: class names in label order.
-        caption_prompt: optional per-name ``{'prefix', 'name', 'suffix'}`` (GLIP/FIBER ODinW caption prompts);
-            only ``name`` (or the class name) is inside the span.
+        caption_prompt: optional ``{class name: {'prefix', 'name', 'suffix'}}`` (GLIP/FIBER ODinW caption
+            prompts, mmdet's format; looked up by the raw name, then the cleaned one); only ``name`` (or the class
+            name) is inside the span, and a prompt's ``name`` is used verbatim (never cleaned, as the original).
         separator: text between classes (FIBER: ``'. '``, no trailing separator).
-        clean: apply :func:`clean_name` (the original cleans names at training time, not at test time).
+        clean: apply :func:`clean_name` to the class names (the original does, at training and at test time).
 
     Returns:
         tuple: caption, and per class a one-span list ``[[beg, end)]``.
@@ -32,8 +34,8 @@ def build_class_prompt(names: Sequence[str],
     caption = ''
     spans: List[List[Span]] = []
     for i, name in enumerate(names):
-        name = clean_name(name) if clean else name
-        extra = (caption_prompt or {}).get(name, {})
+        raw, name = name, clean_name(name) if clean else name
+        extra = (caption_prompt or {}).get(raw, (caption_prompt or {}).get(name, {}))
         caption += extra.get('prefix', '')
         shown = extra.get('name', name)
         spans.append([(len(caption), len(caption) + len(shown))])

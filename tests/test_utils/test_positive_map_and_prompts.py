@@ -27,6 +27,13 @@ def test_caption_prompt_prefix_and_suffix():
     assert [caption[b:e] for (b, e), in spans] == ['fishes', 'penguin']
 
 
+def test_caption_prompt_is_found_by_raw_name_and_its_name_is_not_cleaned():
+    caption, spans = build_class_prompt(['Cottontail_Rabbit', 'hot_dog'], clean=True, caption_prompt={
+        'Cottontail_Rabbit': dict(name='rabbit_(cottontail)'), 'hot dog': dict(prefix='a ')})
+    assert caption == 'rabbit_(cottontail). a hot dog'
+    assert [caption[b:e] for (b, e), in spans] == ['rabbit_(cottontail)', 'hot dog']
+
+
 def test_positive_map_columns_follow_the_tokenizer(tokenizer):
     caption = 'person. traffic light. dog'
     tok = tokenizer(caption)

@@ -1,4 +1,5 @@
 """The FIBER detector: fusion-in-the-backbone vision-language ATSS (spec §1)."""
+from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from mmengine.logging import MMLogger
@@ -44,6 +45,14 @@ class FIBER(SingleStageDetector):
     * phrase grounding (test): ``tokens_positive`` = one span list per phrase, label i = phrase i;
     * referring expressions: ``tokens_positive == -1``: the whole expression is label 0.
 
+    At test time nothing that does not depend on the other modality is recomputed (``test_cfg``
+    ``reuse_text_free_features``, default True): the text-free image part (patch embedding and the blocks
+    before the first fused one) runs once per image whatever the number of prompts, and the text-free text part
+    (embeddings and the layers before the first fused one) once per prompt, kept for later images in a
+    least-recently-used cache of ``text_cache_size`` prompts (default 64; cleared whenever the model switches
+    between train and eval mode or loads weights). With the flag off every prompt of every image runs the whole
+    model, as the original does; the outputs are the same (tested).
+
     Args:
         backbone (dict): :class:`FusionSwinTransformer` config.
         neck (dict): FPN config.
@@ -66,6 +75,15 @@ class FIBER(SingleStageDetector):
         self.language_model = MODELS.build(language_model)
         self._check_fusion_pairing()
         self._prompt_cache: Dict[str, List[Prompt]] = {}
+        self._text_cache: 'OrderedDict[str, Tuple[dict, Tensor]]' = OrderedDict()
+
+    def train(self, mode: bool = True) -> 'FIBER':
+        self._text_cache.clear()  # weights change in training (and EMA swaps them before validation)
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._text_cache.clear()
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _check_fusion_pairing(self) -> None:
         blocks = self.backbone.fusion_blocks
@@ -173,8 +191,9 @@ class FIBER(SingleStageDetector):
             prompts = []
             for start, chunk in chunk_class_names(names, count, self.language_model.max_tokens,
                                                   self.test_cfg.get('chunked_size', -1),
-                                                  caption_prompt=caption_prompt):
-                caption, spans = build_class_prompt(chunk, caption_prompt)
+                                                  caption_prompt=caption_prompt, clean=True):
+                # names cleaned as the original's create_queries_and_maps ('bow_(weapon)' -> 'bow ')
+                caption, spans = build_class_prompt(chunk, caption_prompt, clean=True)
                 prompts.append(Prompt(caption, self._label_map(caption, spans, 'class name'), start, list(chunk)))
             if len(prompts) > 1:
                 MMLogger.get_current_instance().info(
@@ -201,26 +220,43 @@ class FIBER(SingleStageDetector):
         raise ValueError('a free-text caption needs `tokens_positive` (its phrase spans) or '
                          '`custom_entities=True` with class names separated by ". "')
 
+    def _text_free_text(self, caption: str, device) -> Tuple[dict, Tensor]:
+        """Tokenised caption (1, T) and its text-free states (1, T, D), from the prompt cache when allowed."""
+        reuse = self.test_cfg.get('reuse_text_free_features', True) and not self.training
+        if reuse and caption in self._text_cache:
+            self._text_cache.move_to_end(caption)
+            return self._text_cache[caption]
+        tok = self.language_model.tokenize([caption], device=device)
+        entry = (tok, self.language_model.forward_text_only(tok['input_ids'], tok['attention_mask']))
+        if reuse:
+            self._text_cache[caption] = entry
+            while len(self._text_cache) > self.test_cfg.get('text_cache_size', 64):
+                self._text_cache.popitem(last=False)
+        return entry
+
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:
         """Detections for each image (``pred_instances``: ``bboxes`` xyxy, ``scores``, 0-based ``labels`` into
-        the sample's class / phrase list, ``label_names``). The text-free part of the backbone runs once per
-        image, whatever the number of prompts."""
+        the sample's class / phrase list, ``label_names``). Images with the same prompts run together; see the
+        class docstring for what is computed once."""
+        reuse = self.test_cfg.get('reuse_text_free_features', True)
         prompts = [self.test_prompts(s) for s in batch_data_samples]
-        state = self.backbone.forward_image_only(batch_inputs)
+        state = self.backbone.forward_image_only(batch_inputs) if reuse else None
         if all(p == prompts[0] for p in prompts):
             groups = [(list(range(len(prompts))), prompts[0])]
         else:
             groups = [([i], p) for i, p in enumerate(prompts)]
         results: List[List[InstanceData]] = [[] for _ in batch_data_samples]
         for indices, chunk_prompts in groups:
-            sub_state = state if len(indices) == len(prompts) else state.select(indices)
+            n = len(indices)
             samples = [batch_data_samples[i] for i in indices]
             for prompt in chunk_prompts:
-                tok = self.language_model.tokenize([prompt.caption], device=batch_inputs.device)
-                text = self.language_model.forward_text_only(tok['input_ids'], tok['attention_mask'])
-                n = len(indices)
+                tok, text = self._text_free_text(prompt.caption, batch_inputs.device)
                 mask = tok['attention_mask'].expand(n, -1)
-                visual, language = self.fuse(sub_state, text.expand(n, -1, -1), mask)
+                if reuse:
+                    sub_state = state if n == len(prompts) else state.select(indices)
+                    visual, language = self.fuse(sub_state, text.expand(n, -1, -1), mask)
+                else:
+                    visual, language = self.extract_feat(batch_inputs[indices], tok['input_ids'].expand(n, -1), mask)
                 for s in samples:
                     s.token_positive_map = prompt.label_to_tokens
                 preds = self.bbox_head.predict(visual, language, samples, rescale=rescale)

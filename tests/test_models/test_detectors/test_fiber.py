@@ -111,6 +111,86 @@ def test_chunked_prompts_equal_running_each_chunk_alone(model):
     assert torch.allclose(pred.scores, expected.scores, atol=1e-6)
 
 
+def _predict_all(model, batches, names, reuse):
+    model.test_cfg['reuse_text_free_features'] = reuse
+    out = []
+    with torch.no_grad():
+        for seed, n in batches:
+            samples = [_sample(128, 160, names, custom_entities=True) for _ in range(n)]
+            out += [s.pred_instances for s in model.predict(_images(n, seed=seed), samples)]
+    return out
+
+
+def test_cached_text_free_parts_equal_the_plain_path(model):
+    """Text-free image part once per image, text-free text part once per prompt across images: same outputs as
+    running the whole model for every prompt of every image (the original's path)."""
+    model.eval()
+    names = [f'{c} {i}' for i in range(12) for c in CLASSES][:40]
+    model.test_cfg['chunked_size'] = 15  # 3 prompts per image
+    batches = [(1, 2), (2, 1), (3, 1)]  # a batch of 2 images, then two single images
+    try:
+        cached = _predict_all(model, batches, names, reuse=True)
+        assert len(model._text_cache) == 3
+        kept = {caption: entry[1] for caption, entry in model._text_cache.items()}
+        again = _predict_all(model, batches[1:2], names, reuse=True)[0]
+        assert all(model._text_cache[c][1] is t for c, t in kept.items())  # reused, not recomputed
+        plain = _predict_all(model, batches, names, reuse=False)
+    finally:
+        model.test_cfg['chunked_size'] = -1
+        model.test_cfg['reuse_text_free_features'] = True
+    assert len(cached) == len(plain) == 4
+    for c, p in zip(cached + [again], plain + [plain[2]]):
+        assert len(c) > 0
+        assert torch.equal(c.labels, p.labels)
+        assert torch.allclose(c.bboxes, p.bboxes, atol=1e-4)
+        assert torch.allclose(c.scores, p.scores, atol=1e-6)
+
+
+def test_text_cache_is_bounded_and_cleared_when_weights_can_change(model):
+    model.eval()
+    model.test_cfg['text_cache_size'] = 2
+    try:
+        with torch.no_grad():
+            for caption in ('a dog.', 'a car.', 'a person.'):
+                s = _sample(128, 160, caption, tokens_positive=[[(2, len(caption) - 1)]])
+                model.predict(_images(1), [s])
+        assert list(model._text_cache) == ['a car.', 'a person.']  # least recently used dropped
+        model.load_state_dict(model.state_dict())
+        assert len(model._text_cache) == 0
+        with torch.no_grad():
+            model.predict(_images(1), [_sample(128, 160, 'a dog.', tokens_positive=[[(2, 5)]])])
+        assert len(model._text_cache) == 1
+        model.train()
+        assert len(model._text_cache) == 0
+    finally:
+        model.test_cfg['text_cache_size'] = 64
+        model.eval()
+
+
+def test_chunked_equals_unchunked_when_all_classes_fit_one_prompt(model):
+    model.eval()
+    s = _sample(128, 160, CLASSES, custom_entities=True)
+    with torch.no_grad():
+        model.test_cfg['chunked_size'] = 40  # LVIS' setting, more than the 5 names
+        try:
+            assert len(model.test_prompts(s)) == 1
+            chunked = model.predict(_images(1), [s])[0].pred_instances
+        finally:
+            model.test_cfg['chunked_size'] = -1
+        unchunked = model.predict(_images(1), [_sample(128, 160, CLASSES, custom_entities=True)])[0].pred_instances
+    assert len(chunked) > 0
+    assert torch.equal(chunked.labels, unchunked.labels)
+    assert torch.equal(chunked.bboxes, unchunked.bboxes)
+    assert torch.equal(chunked.scores, unchunked.scores)
+
+
+def test_test_prompts_clean_names_as_the_original(model):
+    """create_queries_and_maps cleans the names of detection prompts (LVIS: 'bow_(weapon)' -> 'bow ')."""
+    prompts = model.test_prompts(_sample(128, 160, ['aerosol_can', 'bow_(weapon)', 'traffic light']))
+    assert [p.caption for p in prompts] == ['aerosol can. bow . traffic light']
+    assert prompts[0].entities == ['aerosol_can', 'bow_(weapon)', 'traffic light']  # label names stay raw
+
+
 def test_long_class_list_is_split_not_truncated(model):
     model.eval()
     names = [f'class number {i}' for i in range(120)]
