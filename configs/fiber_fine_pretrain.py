@@ -9,6 +9,18 @@ load_from = 'checkpoints/fiber_coarse_init_mmdet.pth'
 
 model = dict(backbone=dict(frozen_stages=1))  # patch embedding + stage 0 frozen (FREEZE_CONV_BODY_AT=2)
 
+# where each training file comes from (printed when one is missing)
+dataset_help = {
+    'objects365': "tools/dataset_converters/README.md: mmdet's coco2odvg.py makes objects365_train_od.json and "
+                  'o365v1_label_map.json from Objects365 v1',
+    'final_mixed_train_no_coco': "tools/dataset_converters/README.md: mmdet's goldg2odvg.py makes it from MDETR's "
+                                 'final_mixed_train_no_coco.json (GoldG); images: GQA',
+    'gqa': 'GQA images (MDETR\'s GoldG mix); annotations: tools/dataset_converters/README.md',
+    'flickr30k': "tools/dataset_converters/README.md: mmdet's goldg2odvg.py makes it from MDETR's "
+                 'final_flickr_separateGT_train.json; images: Flickr30k',
+    'checkpoints': 'README.md, section "Converting an official checkpoint" (the coarse-stage model, --coarse)',
+    'default': 'tools/dataset_converters/README.md',
+}
 tokenizer = {{_base_.lang_model_name}}
 max_iters = 800_000
 lr_milestones = [int(0.67 * max_iters), int(0.89 * max_iters)]

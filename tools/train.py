@@ -19,6 +19,7 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import fiber_mmdet  # noqa: F401  (registers fiber_mmdet's modules in mmdet's registries)
 from fiber_mmdet.engine.cli import add_runner_args, build_runner, load_runner_config, parse_runner_args
+from fiber_mmdet.engine.data_files import check_data_files
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,6 +67,8 @@ def main() -> None:
         cfg.resume = True
         cfg.load_from = args.resume
 
+    # a missing annotation file or image folder is named with where it comes from, before anything is built
+    check_data_files(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'])
     runner = build_runner(cfg)
     runner.train()
 

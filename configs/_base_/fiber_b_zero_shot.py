@@ -1,0 +1,26 @@
+# FIBER-B evaluated zero-shot (spec §8): the fine-grained checkpoint converted by
+# tools/model_converters/fiber_to_mmdet.py, fp32, one image per GPU (the text attends to padded image tokens, so
+# larger test batches change the outputs), the original's resize (short side 800, long side <= 1333, PIL
+# bilinear) on PIL-decoded BGR images. Each benchmark config sets the test dataset and evaluator.
+_base_ = ['./models/fiber_b.py', './default_runtime.py']
+
+# Where the benchmark data comes from; a missing annotation file or image folder is reported with this hint.
+dataset_help = 'README.md, section "Evaluation data"'
+
+test_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text', 'custom_entities',
+                  'caption_prompt', 'tokens_positive', 'phrases', 'phrase_ids', 'dataset_mode')
+test_pipeline = [
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='ShortSideResize', short_sides=(800, ), max_long_side=1333),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=test_meta_keys)
+]
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(test_mode=True, pipeline=test_pipeline))
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(logger=dict(type='LoggerHook', interval=50))

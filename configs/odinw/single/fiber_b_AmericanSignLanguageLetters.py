@@ -1,0 +1,4 @@
+# FIBER-B zero-shot COCO box AP on the ODinW dataset AmericanSignLanguageLetters (val split).
+_base_ = '../_base_/odinw_datasets.py'
+test_dataloader = dict(dataset=_base_.odinw35_datasets['AmericanSignLanguageLetters'])
+test_evaluator = _base_.odinw35_metrics['AmericanSignLanguageLetters']

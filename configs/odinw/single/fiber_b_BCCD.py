@@ -1,0 +1,4 @@
+# FIBER-B zero-shot COCO box AP on the ODinW dataset BCCD (val split).
+_base_ = '../_base_/odinw_datasets.py'
+test_dataloader = dict(dataset=_base_.odinw35_datasets['BCCD'])
+test_evaluator = _base_.odinw35_metrics['BCCD']

@@ -1,0 +1,32 @@
+# RefCOCO / RefCOCO+ / RefCOCOg evaluation with FIBER-B v3 (spec §8.5), MDETR's annotation files
+# (data/coco/mdetr_annotations/finetune_<dataset>_<split>.json; images from COCO train2014): the expression is
+# the prompt and all its tokens form the one label; top-1 after NMS with score threshold 0 and 3000 boxes before
+# NMS; accuracy = generalized IoU >= 0.5 (P@1). Each config picks splits from the tables below.
+_base_ = '../../_base_/fiber_b_zero_shot.py'
+
+data_root = 'data/coco/'
+dataset_help = 'README.md, section "Evaluation data", RefCOCO/+/g'
+
+model = dict(
+    backbone=dict(i2t_query_norm=True),  # v3: the released RefCOCO models normalise the image->text queries
+    test_cfg=dict(nms_pre=3000, score_thr=0.0, max_per_img=100))
+
+refexp_files = {
+    'refcoco_val': 'finetune_refcoco_val.json',
+    'refcoco_testA': 'finetune_refcoco_testA.json',
+    'refcoco_testB': 'finetune_refcoco_testB.json',
+    'refcoco+_val': 'finetune_refcoco+_val.json',
+    'refcoco+_testA': 'finetune_refcoco+_testA.json',
+    'refcoco+_testB': 'finetune_refcoco+_testB.json',
+    'refcocog_val': 'finetune_refcocog_val.json',
+    'refcocog_test': 'finetune_refcocog_test_corrected.json',  # the file FIBER evaluates (spec §8.5)
+}
+refexp_datasets = {
+    split: dict(type='MDETRStyleRefCocoDataset', data_root=data_root, ann_file='mdetr_annotations/' + name,
+                data_prefix=dict(img='train2014/'), test_mode=True, pipeline=_base_.test_pipeline)
+    for split, name in refexp_files.items()
+}
+refexp_metrics = {
+    split: dict(type='GIoURefExpMetric', ann_file=data_root + 'mdetr_annotations/' + name, topk=(1, 5, 10))
+    for split, name in refexp_files.items()
+}
