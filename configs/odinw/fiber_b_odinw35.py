@@ -2,12 +2,5 @@
 # the 35 ('odinw35/bbox_mAP'). Datasets, splits, class names, caption prompts: ./_base_/odinw_datasets.py.
 _base_ = './_base_/odinw_datasets.py'
 
-test_dataloader = dict(
-    dataset=dict(
-        _delete_=True, type='ConcatDataset', datasets=[_base_.odinw35_datasets[n] for n in _base_.odinw35_names]))
-test_evaluator = dict(
-    type='MultiDatasetsAverageEvaluator',
-    metrics=[_base_.odinw35_metrics[n] for n in _base_.odinw35_names],
-    dataset_prefixes=_base_.odinw35_names,
-    average_keys=('bbox_mAP', 'bbox_mAP_50'),
-    average_prefix='odinw35')
+test_dataloader = dict(dataset=dict(_delete_=True, **_base_.odinw35_test_set))
+test_evaluator = _base_.odinw35_evaluator

@@ -170,3 +170,16 @@ odinw13_datasets = {entry['name']: _odinw_test_set(entry, odinw13=True)[0]
                     for entry in odinw_table if entry['name'] in odinw13_names}
 odinw13_metrics = {entry['name']: _odinw_test_set(entry, odinw13=True)[1]
                    for entry in odinw_table if entry['name'] in odinw13_names}
+
+
+def _benchmark(names, datasets, metrics, average_prefix):
+    """All datasets of a benchmark in one run: (ConcatDataset, evaluator with per-dataset AP and the mean)."""
+    test_set = dict(type='ConcatDataset', datasets=[datasets[n] for n in names])
+    evaluator = dict(type='MultiDatasetsAverageEvaluator', metrics=[metrics[n] for n in names],
+                     dataset_prefixes=list(names), average_keys=('bbox_mAP', 'bbox_mAP_50'),
+                     average_prefix=average_prefix)
+    return test_set, evaluator
+
+
+odinw13_test_set, odinw13_evaluator = _benchmark(odinw13_names, odinw13_datasets, odinw13_metrics, 'odinw13')
+odinw35_test_set, odinw35_evaluator = _benchmark(odinw35_names, odinw35_datasets, odinw35_metrics, 'odinw35')

@@ -1,7 +1,7 @@
 # RefCOCO / RefCOCO+ / RefCOCOg evaluation with FIBER-B v3 (spec §8.5), MDETR's annotation files
 # (data/coco/mdetr_annotations/finetune_<dataset>_<split>.json; images from COCO train2014): the expression is
 # the prompt and all its tokens form the one label; top-1 after NMS with score threshold 0 and 3000 boxes before
-# NMS; accuracy = generalized IoU >= 0.5 (P@1). Each config picks splits from the tables below.
+# NMS; accuracy = generalized IoU >= 0.5 (P@1), per split. Each config picks one benchmark from the tables below.
 _base_ = '../../_base_/fiber_b_zero_shot.py'
 
 data_root = 'data/coco/'
@@ -29,4 +29,20 @@ refexp_datasets = {
 refexp_metrics = {
     split: dict(type='GIoURefExpMetric', ann_file=data_root + 'mdetr_annotations/' + name, topk=(1, 5, 10))
     for split, name in refexp_files.items()
+}
+
+# The three benchmarks, each evaluated split by split in one run (mmdet ConcatDataset + one metric per split).
+refexp_benchmarks = {
+    'refcoco': ('refcoco_val', 'refcoco_testA', 'refcoco_testB'),
+    'refcoco+': ('refcoco+_val', 'refcoco+_testA', 'refcoco+_testB'),
+    'refcocog': ('refcocog_val', 'refcocog_test'),
+}
+refexp_test_sets = {
+    name: dict(type='ConcatDataset', datasets=[refexp_datasets[split] for split in splits])
+    for name, splits in refexp_benchmarks.items()
+}
+refexp_evaluators = {
+    name: dict(type='MultiDatasetsAverageEvaluator', metrics=[refexp_metrics[split] for split in splits],
+               dataset_prefixes=list(splits), average_keys=())
+    for name, splits in refexp_benchmarks.items()
 }
