@@ -87,3 +87,20 @@ def test_optimizer_without_weight_decay_and_unknown_keys():
     assert sorted(g['lr'] for g in groups) == pytest.approx([0.1, 0.2])
     with pytest.raises(KeyError, match='bias_decay'):
         FIBEROptimWrapperConstructor(dict(optimizer=dict(type='SGD', lr=0.1)), dict(bias_decay=0.0))
+
+
+def test_custom_keys_multiply_on_top_of_fiber_rules_longest_key_wins():
+    model = module_with_parameters(['bbox_head.head.log_scale', 'bbox_head.head.bias0', 'bbox_head.head.weight',
+                                    'language_model.layer.0.bias'])
+    constructor = FIBEROptimWrapperConstructor(
+        dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01)),
+        dict(custom_keys={'bbox_head': dict(lr_mult=2.0), 'head.log_scale': dict(lr_mult=30.0, decay_mult=0.0),
+                          'language_model': dict(decay_mult=0.5)}, language_model_lr_mult=0.1))
+    got = _hyperparameters_by_name(model, constructor(model).optimizer)
+    assert got['bbox_head.head.log_scale'] == pytest.approx((30 * 1e-3, 0.0))  # longest key only
+    assert got['bbox_head.head.bias0'] == pytest.approx((2 * 2 * 1e-3, 0.0))  # bias rule, then the key
+    assert got['bbox_head.head.weight'] == pytest.approx((2 * 1e-3, 0.01))
+    assert got['language_model.layer.0.bias'] == pytest.approx((0.1 * 2 * 1e-3, 0.0))
+    with pytest.raises(KeyError, match='lr_mul'):
+        FIBEROptimWrapperConstructor(dict(optimizer=dict(type='SGD', lr=0.1)),
+                                     dict(custom_keys={'head': dict(lr_mul=2.0)}))

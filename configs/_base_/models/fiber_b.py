@@ -77,4 +77,8 @@ model = dict(
         score_thr=0.05,
         nms=dict(type='nms', iou_threshold=0.6, offset=1),  # the original's NMS IoU uses +1 widths
         max_per_img=100,
-        chunked_size=-1))  # > 0: that many class names per prompt (LVIS: 40); -1: as many as fit in 256 tokens
+        chunked_size=-1,  # > 0: that many class names per prompt (LVIS: 40); -1: as many as fit in 256 tokens
+        # compute the text-free image part once per image and the text-free text part once per prompt (kept for
+        # text_cache_size prompts); False: every prompt of every image runs the whole model, as the original
+        reuse_text_free_features=True,
+        text_cache_size=64))

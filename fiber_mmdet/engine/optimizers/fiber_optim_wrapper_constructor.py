@@ -23,6 +23,9 @@ class FIBEROptimWrapperConstructor:
        times ``bias_lr_mult``.
     3. If the name contains any of ``norm_keys``, ``weight_decay *= norm_decay_mult`` (1.0 in FIBER: LayerNorm
        and GroupNorm weights *are* decayed).
+    4. ``custom_keys`` (as MMEngine's, on top of the rules above): the longest key contained in the name
+       multiplies the lr by its ``lr_mult`` and the weight decay by its ``decay_mult`` (both default 1). FIBER
+       uses none; e.g. a model trained from scratch can let the head's logit scale ``log_scale`` move faster.
 
     Parameters with ``requires_grad=False`` are left out. The reference makes one group per tensor; here the
     tensors that share (lr, weight decay) are merged into one group, which is the same optimisation (AdamW and
@@ -38,7 +41,7 @@ class FIBEROptimWrapperConstructor:
             ``weight_decay`` the base weight decay).
         paramwise_cfg (dict, optional): Overrides of the defaults
             ``dict(bias_key='bias', bias_lr_mult=2.0, bias_decay_mult=0.0, language_model_key='language_model',
-            language_model_lr_mult=1.0, norm_keys=('norm', 'Norm'), norm_decay_mult=1.0)``.
+            language_model_lr_mult=1.0, norm_keys=('norm', 'Norm'), norm_decay_mult=1.0, custom_keys={})``.
             The language lr is given relative to the base lr: FIBER's pre-training (BASE_LR 1e-4, LANG_LR 1e-5)
             is ``language_model_lr_mult=0.1``, its COCO fine-tuning (1e-5 / 1e-5) is 1.0.
 
@@ -57,7 +60,8 @@ class FIBEROptimWrapperConstructor:
         language_model_key='language_model',
         language_model_lr_mult=1.0,
         norm_keys=('norm', 'Norm'),
-        norm_decay_mult=1.0)
+        norm_decay_mult=1.0,
+        custom_keys={})
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
         if not isinstance(optim_wrapper_cfg, dict) or 'optimizer' not in optim_wrapper_cfg:
@@ -87,15 +91,22 @@ class FIBEROptimWrapperConstructor:
         norm_keys = options['norm_keys']
         self.norm_keys: Tuple[str, ...] = (norm_keys, ) if isinstance(norm_keys, str) else tuple(norm_keys)
         self.norm_decay_mult: float = options['norm_decay_mult']
+        self.custom_keys: Dict[str, Dict[str, float]] = {}
+        for key, mults in dict(options['custom_keys']).items():
+            extra = set(mults) - {'lr_mult', 'decay_mult'}
+            if extra:
+                raise KeyError(f'custom_keys[{key!r}] has unknown entries {sorted(extra)}; use lr_mult / decay_mult')
+            self.custom_keys[key] = dict(lr_mult=mults.get('lr_mult', 1.0), decay_mult=mults.get('decay_mult', 1.0))
 
-    def param_rules(self, name: str) -> Tuple[bool, bool, bool]:
-        """Which rules apply to the parameter called ``name``: (language model, bias, norm)."""
+    def param_rules(self, name: str) -> Tuple[bool, bool, bool, str]:
+        """Which rules apply to the parameter called ``name``: (language model, bias, norm, custom key or '')."""
+        custom = max((key for key in self.custom_keys if key in name), key=len, default='')
         return (any(key in name for key in self.language_model_keys), self.bias_key in name,
-                any(key in name for key in self.norm_keys))
+                any(key in name for key in self.norm_keys), custom)
 
     def param_hyperparameters(self, name: str) -> Dict[str, float]:
         """The lr (and weight decay, if the optimizer has one) of the parameter called ``name``."""
-        in_language_model, is_bias, is_norm = self.param_rules(name)
+        in_language_model, is_bias, is_norm, custom = self.param_rules(name)
         lr = self.base_lr * self.language_model_lr_mult if in_language_model else self.base_lr
         weight_decay = self.base_wd
         if is_bias:
@@ -104,6 +115,10 @@ class FIBEROptimWrapperConstructor:
                 weight_decay = self.base_wd * self.bias_decay_mult
         if weight_decay is not None and is_norm:
             weight_decay = weight_decay * self.norm_decay_mult
+        if custom:
+            lr = lr * self.custom_keys[custom]['lr_mult']
+            if weight_decay is not None:
+                weight_decay = weight_decay * self.custom_keys[custom]['decay_mult']
         hyper = dict(lr=lr)
         if weight_decay is not None:
             hyper['weight_decay'] = weight_decay
@@ -115,7 +130,7 @@ class FIBEROptimWrapperConstructor:
         Groups come in the order of the rules that made them (plain parameters first, then biases, then the
         language model's), so the first group is the base one whatever the module order.
         """
-        by_rules: Dict[Tuple[bool, bool, bool], List[Tuple[str, nn.Parameter]]] = {}
+        by_rules: Dict[Tuple[bool, bool, bool, str], List[Tuple[str, nn.Parameter]]] = {}
         for name, param in model.named_parameters():
             if param.requires_grad:
                 by_rules.setdefault(self.param_rules(name), []).append((name, param))
