@@ -7,20 +7,25 @@ data_root = 'data/toy_shapes/'
 tokenizer_dir = data_root + 'tokenizer'
 classes = ('circle', 'square', 'triangle', 'diamond', 'cross')
 max_iters = 800
+max_tokens = 64  # toy captions have at most 17 tokens; FIBER-B uses 256
 
 model = dict(
     backbone=dict(drop_path_rate=0.0),
     language_model=dict(
+        max_tokens=max_tokens,
         tokenizer=tokenizer_dir, config=dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
     # mmcv's CPU deformable convolution is 60% of a training step at this size: plain convolutions here
     # toy objects are 10-60 px: anchors of 4x the stride (32 px at P3) instead of FIBER's 8x
-    bbox_head=dict(use_dcn=False, anchor_generator=dict(octave_base_scale=4)),
+    bbox_head=dict(num_tokens=max_tokens, use_dcn=False, anchor_generator=dict(octave_base_scale=4)),
+    # FIBER's FPN DropBlock (30 %) regularises 800k iterations of real data; on 800 toy iterations it only slows
+    # localisation down (loss_bbox 0.51 -> 0.39 at 300 iterations without it)
+    neck=dict(plugin=dict(drop_prob=0.0)),
     test_cfg=dict(max_per_img=100))
 
 meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip', 'flip_direction', 'text',
              'custom_entities', 'tokens_positive', 'phrases', 'phrase_ids')
-caption = dict(type='ODToGroundingCaption', tokenizer_name=tokenizer_dir, num_sample_negative=85, max_tokens=256,
-               control_prob=(0.05, 0.05, 0.5, 0.2))
+caption = dict(type='ODToGroundingCaption', tokenizer_name=tokenizer_dir, num_sample_negative=85,
+               max_tokens=max_tokens, control_prob=(0.05, 0.05, 0.5, 0.2))
 load = [dict(type='LoadImageFromFile', imdecode_backend='pillow'), dict(type='LoadAnnotations', with_bbox=True)]
 train_pipeline = load + [
     dict(type='ClipBoxesToImage', offset=1), caption,
