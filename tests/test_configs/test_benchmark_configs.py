@@ -46,6 +46,7 @@ def test_refexp_protocol(repo_root, name, splits):
     assert cfg.test_dataloader.dataset.type == 'ConcatDataset' and set(cfg.test_dataloader.dataset) == {
         'type', 'datasets'}
     assert cfg.test_evaluator.dataset_prefixes == splits
+    assert cfg.refexp is None  # the split tables stay out of the final config
     for split, dataset, metric in zip(splits, datasets, cfg.test_evaluator.metrics):
         assert dataset.type == 'MDETRStyleRefCocoDataset' and dataset.data_prefix.img == 'train2014/'
         assert metric.type == 'GIoURefExpMetric' and metric.ann_file == dataset.data_root + dataset.ann_file

@@ -63,13 +63,14 @@ def singles(odinw_dir):
 
 
 def test_table_names_order_and_odinw13_subset(table):
-    names = [entry['name'] for entry in table.odinw_table]
+    names = [entry['name'] for entry in table.odinw['table']]
     assert len(names) == 35 and len(set(names)) == 35
-    assert table.odinw35_names == names
-    assert list(table.odinw35_datasets) == names and list(table.odinw35_metrics) == names
-    assert len(table.odinw13_names) == 13 and set(table.odinw13_names) == set(SPEC_ODINW13)
-    assert table.odinw13_names == [n for n in names if n in SPEC_ODINW13]  # table order
-    assert list(table.odinw13_datasets) == table.odinw13_names and list(table.odinw13_metrics) == table.odinw13_names
+    assert table.odinw['odinw35_names'] == names
+    assert list(table.odinw['odinw35_datasets']) == names and list(table.odinw['odinw35_metrics']) == names
+    assert len(table.odinw['odinw13_names']) == 13 and set(table.odinw['odinw13_names']) == set(SPEC_ODINW13)
+    assert table.odinw['odinw13_names'] == [n for n in names if n in SPEC_ODINW13]  # table order
+    names13 = table.odinw['odinw13_names']
+    assert list(table.odinw['odinw13_datasets']) == names13 and list(table.odinw['odinw13_metrics']) == names13
     # GLIP odinw_35/_all.json order: ASCII sort of the yaml names (upper case first)
     assert names[:4] == ['AerialMaritimeDrone_large', 'AerialMaritimeDrone_tiled', 'AmericanSignLanguageLetters',
                          'Aquarium'] and names[-1] == 'websiteScreenshots'
@@ -78,35 +79,36 @@ def test_table_names_order_and_odinw13_subset(table):
 @pytest.mark.parametrize('bench', ['odinw13', 'odinw35'])
 def test_benchmark_config_concatenates_the_table(table, benchmarks, bench):
     cfg = benchmarks[bench]
-    names = table[f'{bench}_names']
+    names = table.odinw[f'{bench}_names']
     dataset = cfg.test_dataloader.dataset
     assert set(dataset) == {'type', 'datasets'} and dataset.type == 'ConcatDataset'  # base skeleton keys deleted
     assert len(dataset.datasets) == len(names) == int(bench[len('odinw'):])
-    assert dataset.datasets == [table[f'{bench}_datasets'][n] for n in names]
+    assert dataset.datasets == [table.odinw[f'{bench}_datasets'][n] for n in names]
     ev = cfg.test_evaluator
     assert ev.type == 'MultiDatasetsAverageEvaluator'
     assert ev.dataset_prefixes == names and len(set(ev.dataset_prefixes)) == len(names)
-    assert ev.metrics == [table[f'{bench}_metrics'][n] for n in names]
+    assert ev.metrics == [table.odinw[f'{bench}_metrics'][n] for n in names]
     assert tuple(ev.average_keys) == ('bbox_mAP', 'bbox_mAP_50') and ev.average_prefix == bench
     assert cfg.test_dataloader.batch_size == 1 and cfg.dataset_help == DATASET_HELP
+    assert cfg.odinw is None  # the table stays out of the final config (MMEngine prints and dumps it)
 
 
 def test_single_configs_match_the_table(table, singles):
-    assert sorted(singles) == sorted(table.odinw35_names)  # one file per dataset, named after it
+    assert sorted(singles) == sorted(table.odinw['odinw35_names'])  # one file per dataset, named after it
     for name, (path, cfg) in singles.items():
         with open(path) as f:
             lines = f.read().splitlines()
         assert 3 <= len(lines) <= 5 and lines[0].startswith('# ') and name in lines[0], path
-        assert cfg.test_dataloader.dataset == table.odinw35_datasets[name], path
-        assert cfg.test_evaluator == table.odinw35_metrics[name], path
+        assert cfg.test_dataloader.dataset == table.odinw['odinw35_datasets'][name], path
+        assert cfg.test_evaluator == table.odinw['odinw35_metrics'][name], path
         assert cfg.test_dataloader.batch_size == 1 and cfg.dataset_help == DATASET_HELP, path
 
 
 @pytest.mark.parametrize('bench', ['odinw13', 'odinw35'])
 def test_dataset_and_metric_fields(table, bench):
-    splits = {entry['name']: entry['split'] for entry in table.odinw_table}
-    for name in table[f'{bench}_names']:
-        ds, metric = table[f'{bench}_datasets'][name], table[f'{bench}_metrics'][name]
+    splits = {entry['name']: entry['split'] for entry in table.odinw['table']}
+    for name in table.odinw[f'{bench}_names']:
+        ds, metric = table.odinw[f'{bench}_datasets'][name], table.odinw[f'{bench}_metrics'][name]
         assert ds.type == 'CocoDataset' and ds.test_mode and ds.return_classes
         assert ds.pipeline == table.test_pipeline
         classes = ds.metainfo.classes
@@ -123,31 +125,33 @@ def test_dataset_and_metric_fields(table, bench):
             assert ds.data_prefix.img == folder and ds.ann_file.startswith(folder), name
             assert ds.ann_file.endswith('annotations_without_background.json'), name
     assert splits['EgoHands_generic'] == splits['VehiclesOpenImages'] == 'minival'
-    assert table.odinw35_datasets['EgoHands_generic'].ann_file == 'mini_val/annotations_without_background.json'
+    ego_hands = table.odinw['odinw35_datasets']['EgoHands_generic']
+    assert ego_hands.ann_file == 'mini_val/annotations_without_background.json'
 
 
 def test_odinw13_follows_spec_and_renamed_datasets(table):
     for name, (folder, classes) in SPEC_ODINW13.items():
-        ds = table.odinw13_datasets[name]
+        ds = table.odinw['odinw13_datasets'][name]
         assert ds.data_root == 'data/odinw/' + folder, name
         if classes is not None:
             assert ds.metainfo.classes == classes, name
         # ODinW-13 names are the annotation files' own names: the unmodified json everywhere
         assert not osp.basename(ds.ann_file).startswith('new_'), name
-    voc = table.odinw13_datasets['PascalVOC'].metainfo.classes
+    voc = table.odinw['odinw13_datasets']['PascalVOC'].metainfo.classes
     assert len(voc) == 20 and {'diningtable', 'pottedplant', 'tvmonitor'} <= set(voc)
     # ODinW-35 uses GLIP odinw_35's override names; where they are not the json's names, the rewritten json
-    renamed = {n for n, ds in table.odinw35_datasets.items() if ds.ann_file.startswith('valid/new_')}
+    renamed = {n for n, ds in table.odinw['odinw35_datasets'].items() if ds.ann_file.startswith('valid/new_')}
     assert renamed == {'ChessPieces', 'CottontailRabbits', 'NorthAmericaMushrooms'}
-    assert table.odinw35_datasets['CottontailRabbits'].metainfo.classes == ('rabbit', )
-    assert table.odinw35_datasets['NorthAmericaMushrooms'].metainfo.classes == ('flat mushroom', 'yellow mushroom')
+    assert table.odinw['odinw35_datasets']['CottontailRabbits'].metainfo.classes == ('rabbit', )
+    mushrooms = table.odinw['odinw35_datasets']['NorthAmericaMushrooms']
+    assert mushrooms.metainfo.classes == ('flat mushroom', 'yellow mushroom')
     for name in set(SPEC_ODINW13) - {'CottontailRabbits', 'NorthAmericaMushrooms'}:
-        assert table.odinw13_datasets[name] == table.odinw35_datasets[name], name
+        assert table.odinw['odinw13_datasets'][name] == table.odinw['odinw35_datasets'][name], name
 
 
 @pytest.mark.parametrize('bench', ['odinw13', 'odinw35'])
 def test_caption_prompts_exactly_where_the_spec_names_them(table, bench):
-    datasets = table[f'{bench}_datasets']
+    datasets = table.odinw[f'{bench}_datasets']
     prompted = {n for n, ds in datasets.items() if 'caption_prompt' in ds}
     assert prompted == set(PROMPTED_CAPTIONS)
     for name, caption in PROMPTED_CAPTIONS.items():

@@ -33,7 +33,7 @@ odinw_data_root = 'data/odinw/'
 #            configs drop the leading ' ' of Aquarium's 'fish' and EgoHands' 'hand', trim Aquarium's suffixes and
 #            leave Aquarium's prompt out. Only the four datasets of spec §8.3 have one; they keep it in ODinW-13
 #            (FIBER's Aquarium yaml has it; GLIP's odinw_13 yamls have none).
-odinw_table = [
+__odinw_table = [
     dict(name='AerialMaritimeDrone_large', folder='AerialMaritimeDrone/large/', split='val',
          classes=('boat', 'car', 'dock', 'jetski', 'lift')),
     dict(name='AerialMaritimeDrone_tiled', folder='AerialMaritimeDrone/tiled/', split='val',
@@ -129,10 +129,10 @@ odinw_table = [
 ]
 
 # ODinW-13 (spec §8.3; GLIP configs/odinw_13), in table order.
-odinw13_names = ['AerialMaritimeDrone_large', 'Aquarium', 'CottontailRabbits', 'EgoHands_generic',
+__odinw13_names = ['AerialMaritimeDrone_large', 'Aquarium', 'CottontailRabbits', 'EgoHands_generic',
                  'NorthAmericaMushrooms', 'Packages', 'PascalVOC', 'Raccoon', 'ShellfishOpenImages',
                  'VehiclesOpenImages', 'pistols', 'pothole', 'thermalDogsAndPeople']
-odinw35_names = [entry['name'] for entry in odinw_table]
+__odinw35_names = [entry['name'] for entry in __odinw_table]
 
 
 def _odinw_test_set(entry, odinw13=False):
@@ -164,12 +164,12 @@ def _odinw_test_set(entry, odinw13=False):
 
 
 # name -> dataset / metric dict: ODinW-35 (also the one-dataset configs) and ODinW-13.
-odinw35_datasets = {entry['name']: _odinw_test_set(entry)[0] for entry in odinw_table}
-odinw35_metrics = {entry['name']: _odinw_test_set(entry)[1] for entry in odinw_table}
-odinw13_datasets = {entry['name']: _odinw_test_set(entry, odinw13=True)[0]
-                    for entry in odinw_table if entry['name'] in odinw13_names}
-odinw13_metrics = {entry['name']: _odinw_test_set(entry, odinw13=True)[1]
-                   for entry in odinw_table if entry['name'] in odinw13_names}
+__odinw35_datasets = {entry['name']: _odinw_test_set(entry)[0] for entry in __odinw_table}
+__odinw35_metrics = {entry['name']: _odinw_test_set(entry)[1] for entry in __odinw_table}
+__odinw13_datasets = {entry['name']: _odinw_test_set(entry, odinw13=True)[0]
+                    for entry in __odinw_table if entry['name'] in __odinw13_names}
+__odinw13_metrics = {entry['name']: _odinw_test_set(entry, odinw13=True)[1]
+                   for entry in __odinw_table if entry['name'] in __odinw13_names}
 
 
 def _benchmark(names, datasets, metrics, average_prefix):
@@ -181,5 +181,15 @@ def _benchmark(names, datasets, metrics, average_prefix):
     return test_set, evaluator
 
 
-odinw13_test_set, odinw13_evaluator = _benchmark(odinw13_names, odinw13_datasets, odinw13_metrics, 'odinw13')
-odinw35_test_set, odinw35_evaluator = _benchmark(odinw35_names, odinw35_datasets, odinw35_metrics, 'odinw35')
+__odinw13_test_set, __odinw13_evaluator = _benchmark(__odinw13_names, __odinw13_datasets, __odinw13_metrics, 'odinw13')
+__odinw35_test_set, __odinw35_evaluator = _benchmark(__odinw35_names, __odinw35_datasets, __odinw35_metrics, 'odinw35')
+
+
+# What the configs in ../ pick from, under one key. Each of them sets ``odinw = None`` once it has picked, so that
+# its final config (which MMEngine prints and dumps: ~200 KB and a minute of formatting with all of this) holds
+# only the datasets it runs.
+odinw = dict(table=__odinw_table, odinw13_names=__odinw13_names, odinw35_names=__odinw35_names,
+             odinw35_datasets=__odinw35_datasets, odinw35_metrics=__odinw35_metrics,
+             odinw13_datasets=__odinw13_datasets, odinw13_metrics=__odinw13_metrics,
+             odinw13_test_set=__odinw13_test_set, odinw13_evaluator=__odinw13_evaluator,
+             odinw35_test_set=__odinw35_test_set, odinw35_evaluator=__odinw35_evaluator)
