@@ -222,13 +222,13 @@ class FIBER(SingleStageDetector):
 
     def _text_free_text(self, caption: str, device) -> Tuple[dict, Tensor]:
         """Tokenised caption (1, T) and its text-free states (1, T, D), from the prompt cache when allowed."""
-        reuse = self.test_cfg.get('reuse_text_free_features', True) and not self.training
-        if reuse and caption in self._text_cache:
+        cacheable = not self.training  # training changes the weights
+        if cacheable and caption in self._text_cache:
             self._text_cache.move_to_end(caption)
             return self._text_cache[caption]
         tok = self.language_model.tokenize([caption], device=device)
         entry = (tok, self.language_model.forward_text_only(tok['input_ids'], tok['attention_mask']))
-        if reuse:
+        if cacheable:
             self._text_cache[caption] = entry
             while len(self._text_cache) > self.test_cfg.get('text_cache_size', 64):
                 self._text_cache.popitem(last=False)
@@ -250,12 +250,14 @@ class FIBER(SingleStageDetector):
             n = len(indices)
             samples = [batch_data_samples[i] for i in indices]
             for prompt in chunk_prompts:
-                tok, text = self._text_free_text(prompt.caption, batch_inputs.device)
-                mask = tok['attention_mask'].expand(n, -1)
                 if reuse:
+                    tok, text = self._text_free_text(prompt.caption, batch_inputs.device)
                     sub_state = state if n == len(prompts) else state.select(indices)
+                    mask = tok['attention_mask'].expand(n, -1)
                     visual, language = self.fuse(sub_state, text.expand(n, -1, -1), mask)
-                else:
+                else:  # the original's path: the whole model for this prompt
+                    tok = self.language_model.tokenize([prompt.caption], device=batch_inputs.device)
+                    mask = tok['attention_mask'].expand(n, -1)
                     visual, language = self.extract_feat(batch_inputs[indices], tok['input_ids'].expand(n, -1), mask)
                 for s in samples:
                     s.token_positive_map = prompt.label_to_tokens
