@@ -103,7 +103,7 @@ def main() -> int:
         per_path = {}
         for path, reuse in (('plain', False), ('cached', True)):
             model.test_cfg['reuse_text_free_features'] = reuse
-            model._text_cache.clear()
+            model.eval()  # also empties the prompt cache
             if reuse:  # fill the prompt cache on a small image
                 with torch.no_grad():
                     model.predict(torch.zeros(1, 3, 64, 64, device=args.device), [sample(text, (64, 64), (64, 64))])
