@@ -7,10 +7,11 @@
       annotations/
         label_map.json      {"0": "circle", ...}                 ODVG label map (mmdet's 0-based convention)
         train_od.jsonl      ODVG OD lines (detection.instances: bbox xyxy, label, category, colour, size)
-        train_vg.jsonl      ODVG VG lines (grounding.caption + regions with phrase and tokens_positive)
+        train_vg.jsonl      ODVG VG lines (grounding.caption naming every object + regions with phrase and
+                            tokens_positive)
         val_coco.json       COCO instances (categories 1..5 = the shapes) for box AP
         grounding_val.json  mmdet Flickr30kDataset / MDETR format (caption, tokens_positive_eval, phrase_ids)
-        meta.json           seed, vocabulary, held-out combinations, counts, data_prefix of every split
+        meta.json           version, seed, vocabulary, held-out combinations, counts, data_prefix of every split
       tokenizer/            byte-level BPE (RoBERTa layout) trained on the dataset's own text
 
 Objects are a shape (circle, square, triangle, diamond, cross) in a colour (red, green, blue, yellow, purple) and
@@ -45,6 +46,9 @@ SIZES: Dict[str, Tuple[int, int]] = {'small': (14, 22), 'large': (34, 50)}  # si
 HELD_OUT: Tuple[Tuple[str, str], ...] = tuple(
     (shape, list(COLOURS)[(i - 1) % len(COLOURS)]) for i, shape in enumerate(SHAPES))
 IMAGE_SIDE = (128, 192)
+# Written to meta.json; bumped whenever the same arguments would produce different files, so that callers (the
+# quickstart) can tell a stale dataset from a current one. 2: training captions name every object of their image.
+DATASET_VERSION = 2
 SPLITS = ('train_od', 'train_vg', 'val', 'grounding')
 
 
@@ -164,10 +168,10 @@ class _Caption:
         return self
 
 
-def make_caption(rng: np.random.Generator, objects: Sequence[ShapeObject]) -> _Caption:
-    """A caption naming 1-3 of ``objects`` (distinct combinations) by their attributes, with a spatial relation
-    when two objects are named and clearly separated."""
-    num = int(rng.integers(1, min(3, len(objects)) + 1))
+def make_caption(rng: np.random.Generator, objects: Sequence[ShapeObject], name_all: bool = False) -> _Caption:
+    """A caption naming 1-3 of ``objects`` (all of them with ``name_all``; distinct combinations) by their
+    attributes, with a spatial relation when two objects are named and clearly separated."""
+    num = len(objects) if name_all else int(rng.integers(1, min(3, len(objects)) + 1))
     chosen = [objects[i] for i in sorted(rng.choice(len(objects), size=num, replace=False))]
     det = ('a', 'the', 'one')
     with_size = [bool(rng.random() < 0.5) for _ in chosen]
@@ -213,9 +217,19 @@ def _write_json(path: str, obj: dict) -> None:
         json.dump(obj, f, sort_keys=True, indent=None, separators=(',', ':'))
 
 
+def toy_dataset_version(out_dir: str) -> Optional[int]:
+    """Version of the toy dataset in ``out_dir`` (1 for files written before versions were recorded), or None
+    when there is none. Compare with :data:`DATASET_VERSION` to tell a stale dataset from a current one."""
+    meta_file = osp.join(out_dir, 'annotations', 'meta.json')
+    if not osp.isfile(meta_file):
+        return None
+    with open(meta_file, encoding='utf-8') as f:
+        return int(json.load(f).get('version', 1))
+
+
 def generate_toy_dataset(out_dir: str,
                          seed: int = 0,
-                         num_train_od: int = 400,
+                         num_train_od: int = 1200,
                          num_train_vg: int = 400,
                          num_val: int = 100,
                          num_grounding: int = 100,
@@ -267,8 +281,9 @@ def generate_toy_dataset(out_dir: str,
     # training grounding (ODVG VG)
     vg_lines, texts = [], []
     for index in range(num_train_vg):
-        file_name, width, height, objects = new_image('train_vg', index, (1, 4), seen_combos(), unique=True)
-        caption = make_caption(rngs['train_vg'], objects)
+        # every object of a training grounding image is named: an unnamed one would be a background box
+        file_name, width, height, objects = new_image('train_vg', index, (1, 3), seen_combos(), unique=True)
+        caption = make_caption(rngs['train_vg'], objects, name_all=True)
         texts.append(caption.text)
         vg_lines.append(dict(filename=file_name, height=height, width=width, objects=[
             _object_record(o) for o in objects], grounding=dict(caption=caption.text, regions=[
@@ -325,6 +340,7 @@ def generate_toy_dataset(out_dir: str,
         train_roberta_tokenizer(texts + od_texts, osp.join(out_dir, 'tokenizer'), vocab_size=tokenizer_vocab_size)
 
     meta = dict(
+        version=DATASET_VERSION,
         seed=seed,
         shapes=list(SHAPES),
         colours=list(COLOURS),

@@ -8,7 +8,8 @@ import os.path as osp
 import numpy as np
 from PIL import Image
 
-from fiber_mmdet.datasets.synthetic_shapes import COLOURS, HELD_OUT, SHAPES, generate_toy_dataset
+from fiber_mmdet.datasets.synthetic_shapes import (COLOURS, DATASET_VERSION, HELD_OUT, SHAPES, generate_toy_dataset,
+                                                   toy_dataset_version)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -41,6 +42,17 @@ def test_deterministic(tmp_path, toy_dataset):
     assert sum(first[k] != other[k] for k in images) > 0.9 * len(images)
 
 
+def test_dataset_version(tmp_path, toy_dataset):
+    root, meta = toy_dataset
+    assert meta['version'] == DATASET_VERSION == toy_dataset_version(root) >= 2
+    assert toy_dataset_version(str(tmp_path / 'missing')) is None
+    # files from before versions were recorded read as version 1 (the quickstart then regenerates them)
+    old = tmp_path / 'old' / 'annotations'
+    old.mkdir(parents=True)
+    (old / 'meta.json').write_text(json.dumps({k: v for k, v in meta.items() if k != 'version'}))
+    assert toy_dataset_version(str(tmp_path / 'old')) == 1
+
+
 def test_held_out_combinations_never_in_training(toy_dataset):
     root, meta = toy_dataset
     held_out = {tuple(c) for c in meta['held_out']}
@@ -65,6 +77,8 @@ def test_vg_spans_and_boxes(toy_dataset):
     root, meta = toy_dataset
     for line in _lines(root, meta, 'train_vg'):
         caption = line['grounding']['caption']
+        # every object is named: an unnamed one would train as background
+        assert sorted(r['bbox'] for r in line['grounding']['regions']) == sorted(o['bbox'] for o in line['objects'])
         image = np.asarray(Image.open(osp.join(root, meta['data_prefix']['train_vg'], line['filename'])))
         assert image.shape == (line['height'], line['width'], 3)
         for region in line['grounding']['regions']:

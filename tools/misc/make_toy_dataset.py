@@ -20,7 +20,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('out_dir', help='output directory')
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
-    parser.add_argument('--num-train-od', type=int, default=400, help='ODVG detection training images')
+    parser.add_argument('--num-train-od', type=int, default=1200, help='ODVG detection training images')
     parser.add_argument('--num-train-vg', type=int, default=400, help='ODVG grounding training images')
     parser.add_argument('--num-val', type=int, default=100, help='COCO detection validation images')
     parser.add_argument('--num-grounding', type=int, default=100, help='Flickr-style grounding images')

@@ -21,6 +21,8 @@ import time
 
 from mmengine.config import Config
 
+from fiber_mmdet.datasets.synthetic_shapes import DATASET_VERSION, toy_dataset_version
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs', 'toy', 'fiber_toy.py')
 
@@ -35,7 +37,11 @@ def main() -> int:
     parser.add_argument('--work-dir', default=osp.join(REPO_ROOT, 'work_dirs', 'quickstart'))
     args = parser.parse_args()
     data = osp.join(REPO_ROOT, Config.fromfile(CONFIG).data_root)
-    if not osp.isfile(osp.join(data, 'annotations', 'meta.json')):
+    version = toy_dataset_version(data)
+    if version is not None and version != DATASET_VERSION:
+        print(f'{data} holds toy dataset version {version}; this checkout writes version {DATASET_VERSION}: '
+              'regenerating it', flush=True)
+    if version != DATASET_VERSION:
         run([sys.executable, osp.join(REPO_ROOT, 'tools', 'misc', 'make_toy_dataset.py'), data, '--seed', '0'])
 
     start = time.time()
