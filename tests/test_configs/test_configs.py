@@ -42,6 +42,17 @@ def test_all_configs_load_and_use_registered_types(repo_root):
         assert not unknown, f'{path}: unregistered types {unknown}'
 
 
+@pytest.mark.parametrize('name,batch,iters', [('fiber_toy.py', 4, 1200), ('fiber_toy_2400x2.py', 2, 2400)])
+def test_toy_schedules_follow_their_length(repo_root, name, batch, iters):
+    """Both toy schedules see 4800 images; LR and weight-decay steps sit at 67 % / 89 % of their own length."""
+    cfg = Config.fromfile(osp.join(repo_root, 'configs', 'toy', name))
+    steps = [int(0.67 * iters), int(0.89 * iters)]
+    assert (cfg.train_dataloader.batch_size, cfg.train_cfg.max_iters) == (batch, iters)
+    assert cfg.param_scheduler[1].end == iters and cfg.param_scheduler[1].milestones == steps
+    assert cfg.custom_hooks[0].milestones == steps
+    assert cfg.train_cfg.val_interval == cfg.default_hooks.checkpoint.interval == iters
+
+
 def test_pretrain_recipe_values(repo_root):
     cfg = Config.fromfile(osp.join(repo_root, 'configs', 'fiber_fine_pretrain.py'))
     assert cfg.train_cfg.max_iters == 800_000
