@@ -7,6 +7,7 @@ Example::
 The same seed always gives byte-identical files. See ``fiber_mmdet/datasets/synthetic_shapes.py`` for the layout.
 """
 import argparse
+import inspect
 import os
 import os.path as osp
 import sys
@@ -17,14 +18,21 @@ from fiber_mmdet.datasets.synthetic_shapes import generate_toy_dataset  # noqa: 
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    # the defaults are the generator's own, so the two cannot drift apart
+    default = {k: p.default for k, p in inspect.signature(generate_toy_dataset).parameters.items()}
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('out_dir', help='output directory')
-    parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
-    parser.add_argument('--num-train-od', type=int, default=1200, help='ODVG detection training images')
-    parser.add_argument('--num-train-vg', type=int, default=400, help='ODVG grounding training images')
-    parser.add_argument('--num-val', type=int, default=100, help='COCO detection validation images')
-    parser.add_argument('--num-grounding', type=int, default=100, help='Flickr-style grounding images')
-    parser.add_argument('--vocab-size', type=int, default=512, help='vocabulary size of the trained tokenizer')
+    parser.add_argument('--seed', type=int, default=default['seed'], help='random seed (default: %(default)s)')
+    parser.add_argument('--num-train-od', type=int, default=default['num_train_od'],
+                        help='ODVG detection training images (default: %(default)s)')
+    parser.add_argument('--num-train-vg', type=int, default=default['num_train_vg'],
+                        help='ODVG grounding training images (default: %(default)s)')
+    parser.add_argument('--num-val', type=int, default=default['num_val'],
+                        help='COCO detection validation images (default: %(default)s)')
+    parser.add_argument('--num-grounding', type=int, default=default['num_grounding'],
+                        help='Flickr-style grounding images (default: %(default)s)')
+    parser.add_argument('--vocab-size', type=int, default=default['tokenizer_vocab_size'],
+                        help='vocabulary size of the trained tokenizer (default: %(default)s)')
     parser.add_argument('--no-tokenizer', action='store_true', help='do not train the tokenizer')
     return parser.parse_args(argv)
 
