@@ -4,7 +4,7 @@ custom_imports = dict(imports=['fiber_mmdet'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50),
+    logger=dict(type='RankZeroLoggerHook', interval=50),  # LoggerHook; the test JSON written by rank 0 only
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),

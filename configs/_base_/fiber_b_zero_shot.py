@@ -23,4 +23,4 @@ test_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(test_mode=True, pipeline=test_pipeline))
 test_cfg = dict(type='TestLoop')
-default_hooks = dict(logger=dict(type='LoggerHook', interval=50))
+default_hooks = dict(logger=dict(interval=50))

@@ -101,7 +101,7 @@ custom_hooks = [
     dict(type='WeightDecayScheduleHook', milestones=[int(0.67 * max_iters), int(0.89 * max_iters)]),
 ]
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
+    logger=dict(interval=20),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
     visualization=dict(type='DetVisualizationHook', draw=False))
 log_processor = dict(by_epoch=False, window_size=20)

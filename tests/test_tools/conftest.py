@@ -85,7 +85,7 @@ auto_scale_lr = dict(enable=False, base_batch_size=2)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=1),
+    logger=dict(type='RankZeroLoggerHook', interval=1),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
     sampler_seed=dict(type='DistSamplerSeedHook'),

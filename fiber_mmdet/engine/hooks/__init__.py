@@ -1,3 +1,4 @@
+from .rank_zero_logger_hook import RankZeroLoggerHook
 from .weight_decay_schedule_hook import WeightDecayScheduleHook
 
-__all__ = ['WeightDecayScheduleHook']
+__all__ = ['RankZeroLoggerHook', 'WeightDecayScheduleHook']
