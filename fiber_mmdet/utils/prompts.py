@@ -5,6 +5,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 Span = Tuple[int, int]
 
 
+class PromptError(ValueError):
+    """A text prompt that cannot be built: empty, separators only, a phrase not in its caption, a span that is
+    reversed or outside the caption, or a sentence over the model's token budget. The message names the
+    problem and, where known, the sample (image path)."""
+
+
 def clean_name(name: str) -> str:
     """FIBER's name cleaning (training captions and test prompts): drop "(...)", "_" -> " ", collapse double
     spaces (``'bow_(weapon)'`` -> ``'bow '``, trailing space kept as in the original)."""
