@@ -15,6 +15,11 @@ setup:
 	  $(PYTHON) -c "import mmcv.ops" 2>/dev/null || \
 	  $(MMCV_BUILD_ENV) $(PIP) install --no-build-isolation --force-reinstall --no-deps --no-cache-dir mmcv==2.1.0; }
 	$(PIP) install -q -r requirements.txt
+	@# the web demo's browser test (tests/test_demo): its extra, Selenium, and Debian's Chromium with its driver
+	$(PIP) install -q -r requirements-demo.txt selenium==4.51.0
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && echo "chromium and chromedriver: present" || { \
+	  echo "installing chromium and chromium-driver (apt-get, as root) for the web demo's browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	$(PYTHON) -c "import mmcv.ops, mmdet.models, mmpretrain.models, fiber_mmdet; print('fiber_mmdet', fiber_mmdet.__version__, 'ready')"
 

@@ -9,6 +9,12 @@ def read_version() -> str:
     return scope['__version__']
 
 
+def read_requirements(path: str) -> list:
+    """The requirement lines of ``path`` (comments and blank lines dropped)."""
+    with open(path, encoding='utf-8') as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith('#')]
+
+
 setup(
     name='fiber_mmdet',
     version=read_version(),
@@ -28,6 +34,8 @@ setup(
         'pycocotools',
         'lvis==0.5.3',
     ],
+    # the web demo (demo/gradio_demo.py): pip install -e .[demo]
+    extras_require={'demo': read_requirements('requirements-demo.txt')},
     license='Apache-2.0',
     zip_safe=False,
 )
