@@ -28,6 +28,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')  # the page must work offline and phone home to no one
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from fiber_mmdet.apis import FIBERInferencer  # noqa: E402
 from fiber_mmdet.utils import PromptError  # noqa: E402
@@ -76,27 +77,34 @@ def box_rows(prediction: Dict[str, list], score_thr: float, top1: bool = False) 
     ``score_thr``, in the inferencer's order; only the best one with ``top1``. Scores are rounded to
     :data:`SCORE_DECIMALS`, coordinates to :data:`BOX_DECIMALS`."""
     names = prediction.get('label_names') or [str(label) for label in prediction['labels']]
-    rows = [[name, round(float(score), SCORE_DECIMALS), *(round(float(v), BOX_DECIMALS) for v in box)]
-            for name, score, box in zip(names, prediction['scores'], prediction['bboxes']) if score >= score_thr]
-    if top1 and rows:
-        rows = [max(rows, key=lambda row: row[1])]
-    return rows
+    scores = prediction['scores']
+    kept = [i for i, score in enumerate(scores) if score >= score_thr]
+    if top1 and kept:
+        kept = [max(kept, key=scores.__getitem__)]
+    return [[names[i].strip(), round(float(scores[i]), SCORE_DECIMALS),
+             *(round(float(v), BOX_DECIMALS) for v in prediction['bboxes'][i])] for i in kept]
 
 
-class ImageInput(gr.Image):
-    """``gr.Image`` whose unreadable uploads are reported by name in the page, instead of Gradio's processing
-    error (which quotes the component's internals)."""
+def uploaded_image(upload: Optional[Dict[str, Any]]) -> str:
+    """The path of Gradio's copy of the upload, checked to be a picture.
 
-    def get_block_name(self) -> str:
-        return 'image'  # gr.Image's frontend (Gradio looks it up by this name)
+    The page's event runs with ``preprocess=False``: ``upload`` is Gradio's file record (``path``, ``orig_name``),
+    so that an unreadable file is reported here by its name instead of by Gradio's processing error, and the
+    file is passed on unchanged.
 
-    def preprocess(self, payload: Optional[Any]) -> Optional[str]:
-        try:
-            return super().preprocess(payload)
-        except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
-            name = getattr(payload, 'orig_name', None) or 'the uploaded file'
-            raise gr.Error(f'{name} cannot be read as an image ({type(e).__name__}): upload a PNG, JPEG, BMP or '
-                           'WebP picture', duration=None) from e
+    Raises:
+        gr.Error: no upload, or a file PIL cannot identify.
+    """
+    if not upload or not upload.get('path'):
+        raise gr.Error('upload an image first', duration=None)
+    name = upload.get('orig_name') or osp.basename(upload['path'])
+    try:
+        with Image.open(upload['path']) as image:
+            image.verify()
+    except (OSError, SyntaxError) as e:  # PIL: UnidentifiedImageError is an OSError; broken chunks a SyntaxError
+        raise gr.Error(f'{name} cannot be read as an image ({type(e).__name__}): upload a PNG, JPEG, BMP or '
+                       'WebP picture', duration=None) from e
+    return upload['path']
 
 
 class GroundingDemo:
@@ -105,13 +113,14 @@ class GroundingDemo:
     def __init__(self, inferencer: FIBERInferencer) -> None:
         self.inferencer = inferencer
 
-    def __call__(self, image_path: Optional[str], mode: str, text: str, phrases: str,
+    def __call__(self, upload: Optional[Dict[str, Any]], mode: str, text: str, phrases: str,
                  score_thr: float) -> Tuple[np.ndarray, List[Row], str]:
         """Run the model; any prompt or image error is raised as :class:`gr.Error` with its message.
 
         Args:
-            image_path: the uploaded file (Gradio's cached copy); a path, so that the image is read as the test
-                pipeline reads any file (mmdet treats arrays as BGR for the model but RGB for drawing).
+            upload: Gradio's record of the uploaded file (see :func:`uploaded_image`); the model gets its path,
+                so that it reads the picture as its test pipeline reads any file (mmdet treats arrays as BGR for
+                the model but RGB for drawing).
             mode: one of :data:`MODES`.
             text: class names, a caption or an expression.
             phrases: the phrases to ground, for the "phrases" mode.
@@ -120,8 +129,7 @@ class GroundingDemo:
         Returns:
             tuple: RGB picture with the boxes (H, W, 3) uint8, table rows, a one-line summary.
         """
-        if not image_path:
-            raise gr.Error('upload an image first', duration=None)
+        image_path = uploaded_image(upload)
         try:
             kwargs = prompt_kwargs(mode, text, phrases)
             out = self.inferencer(image_path, pred_score_thr=score_thr, return_vis=True, **kwargs)
@@ -142,8 +150,8 @@ def build_page(demo: GroundingDemo, title: str = 'FIBER: detect and ground text 
         gr.Markdown(f'## {title}')
         with gr.Row():
             with gr.Column():
-                image = ImageInput(label='image', type='filepath', sources=['upload', 'clipboard'],
-                                   elem_id='input-image')
+                image = gr.Image(label='image', type='filepath', sources=['upload', 'clipboard'],
+                                 elem_id='input-image')
                 mode = gr.Radio(list(MODES), value=MODES[0], label='mode', elem_id='mode')
                 text = gr.Textbox(label='text', elem_id='text', lines=2,
                                   placeholder="classes: 'circle . square'; phrases: a caption; "
@@ -162,7 +170,8 @@ def build_page(demo: GroundingDemo, title: str = 'FIBER: detect and ground text 
         inputs = [image, mode, text, phrases, score_thr]
         outputs = [picture, table, status]
         # empty the outputs first, so that an error never leaves the previous image's boxes on the page
-        run.click(lambda: (None, [], ''), outputs=outputs, queue=False).then(demo, inputs, outputs)
+        cleared = run.click(lambda: (None, [], ''), outputs=outputs, queue=False)
+        cleared.then(demo, inputs, outputs, preprocess=False)
     return page
 
 
