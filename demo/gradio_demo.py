@@ -12,7 +12,7 @@ Three modes, as :class:`~fiber_mmdet.apis.FIBERInferencer` takes them:
 * **phrases**: a caption, and in the second box the phrases of it to ground, separated by ``;`` or new lines;
 * **referring expression**: the whole text names one object; the page shows the best box.
 
-The page shows the picture with the boxes scoring at least the threshold and their phrase names, and a table of
+The page shows the picture with the boxes scoring above the threshold and their phrase names, and a table of
 the same boxes (phrase, score, x1, y1, x2, y2 in the uploaded image's pixels). A prompt or an image that cannot be
 used is reported in the page (the message of :class:`~fiber_mmdet.utils.PromptError` or of the image error).
 """
@@ -73,12 +73,13 @@ def prompt_kwargs(mode: str, text: str, phrases: str = '') -> Dict[str, Any]:
 
 
 def box_rows(prediction: Dict[str, list], score_thr: float, top1: bool = False) -> List[Row]:
-    """Table rows ``[phrase, score, x1, y1, x2, y2]`` (xyxy, input-image pixels) of the boxes scoring at least
-    ``score_thr``, in the inferencer's order; only the best one with ``top1``. Scores are rounded to
-    :data:`SCORE_DECIMALS`, coordinates to :data:`BOX_DECIMALS`."""
+    """Table rows ``[phrase, score, x1, y1, x2, y2]`` (xyxy, input-image pixels) of the boxes scoring more than
+    ``score_thr`` (the rule of mmdet's visualizer, so the table lists the boxes the picture shows), in the
+    inferencer's order; only the best one with ``top1``. Scores are rounded to :data:`SCORE_DECIMALS`,
+    coordinates to :data:`BOX_DECIMALS`."""
     names = prediction.get('label_names') or [str(label) for label in prediction['labels']]
     scores = prediction['scores']
-    kept = [i for i, score in enumerate(scores) if score >= score_thr]
+    kept = [i for i, score in enumerate(scores) if score > score_thr]
     if top1 and kept:
         kept = [max(kept, key=scores.__getitem__)]
     return [[names[i].strip(), round(float(scores[i]), SCORE_DECIMALS),
@@ -124,7 +125,7 @@ class GroundingDemo:
             mode: one of :data:`MODES`.
             text: class names, a caption or an expression.
             phrases: the phrases to ground, for the "phrases" mode.
-            score_thr: boxes scoring less are neither drawn nor listed.
+            score_thr: boxes scoring this or less are neither drawn nor listed.
 
         Returns:
             tuple: RGB picture with the boxes (H, W, 3) uint8, table rows, a one-line summary.
@@ -138,9 +139,9 @@ class GroundingDemo:
         rows = box_rows(out['predictions'][0], score_thr, top1=mode == 'referring expression')
         prompt = f'{mode} "{kwargs["texts"]}"'
         if rows:
-            status = f'{prompt}: {len(rows)} box(es) with a score of at least {score_thr:.2f}.'
+            status = f'{prompt}: {len(rows)} box(es) scoring above {score_thr:.2f}.'
         else:
-            status = f'{prompt}: no box scores {score_thr:.2f} or more; lower the score threshold.'
+            status = f'{prompt}: no box scores above {score_thr:.2f}; lower the score threshold.'
         return out['visualization'][0], rows, status
 
 
