@@ -8,15 +8,20 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    # tools/test.py --show-dir: ground truth | predictions, named by phrase, one picture per sample
+    visualization=dict(type='PerSampleVisualizationHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'))
 
+# Training losses, learning rate and validation metrics go to every backend: LocalVisBackend writes
+# WORK_DIR/<timestamp>/vis_data/scalars.json; TensorBoard (`tensorboard --logdir WORK_DIR`) is added when installed.
 vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+if __import__('importlib.util').util.find_spec('tensorboard') is not None:
+    vis_backends.append(dict(type='TensorboardVisBackend'))
+visualizer = dict(type='GroundingLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 
 log_level = 'INFO'

@@ -65,13 +65,14 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='ConcatDataset',
+        type='SharedPipelineConcatDataset',  # one test pipeline for both; what DetInferencer reads
+        pipeline=test_pipeline,
         datasets=[
             dict(type='CocoDataset', data_root=data_root, ann_file='annotations/val_coco.json',
                  data_prefix=dict(img='images/val/'), metainfo=dict(classes=classes), test_mode=True,
-                 return_classes=True, pipeline=test_pipeline),
+                 return_classes=True),
             dict(type='Flickr30kDataset', data_root=data_root, ann_file='annotations/grounding_val.json',
-                 data_prefix=dict(img='images/grounding/'), test_mode=True, pipeline=test_pipeline),
+                 data_prefix=dict(img='images/grounding/'), test_mode=True),
         ]))
 test_dataloader = val_dataloader
 val_evaluator = dict(
@@ -103,6 +104,6 @@ custom_hooks = [
 default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
-    visualization=dict(type='DetVisualizationHook', draw=False))
+    visualization=dict(type='PerSampleVisualizationHook', draw=False))
 log_processor = dict(by_epoch=False, window_size=20)
 randomness = dict(seed=0)

@@ -8,10 +8,10 @@
 """
 from .checkpoint import register_checkpoint_safe_globals
 from .dist import setup_cpu_distributed
-from .hooks import RankZeroLoggerHook, WeightDecayScheduleHook
+from .hooks import PerSampleVisualizationHook, RankZeroLoggerHook, WeightDecayScheduleHook
 from .optimizers import FIBEROptimWrapperConstructor
 
 __all__ = [
-    'FIBEROptimWrapperConstructor', 'RankZeroLoggerHook', 'WeightDecayScheduleHook', 'register_checkpoint_safe_globals',
+    'FIBEROptimWrapperConstructor', 'PerSampleVisualizationHook', 'RankZeroLoggerHook', 'WeightDecayScheduleHook', 'register_checkpoint_safe_globals',
     'setup_cpu_distributed'
 ]

@@ -43,8 +43,10 @@ def test_refexp_protocol(repo_root, name, splits):
     t = cfg.model.test_cfg
     assert (t.nms_pre, t.score_thr, t.max_per_img) == (3000, 0.0, 100)
     datasets = cfg.test_dataloader.dataset.datasets
-    assert cfg.test_dataloader.dataset.type == 'ConcatDataset' and set(cfg.test_dataloader.dataset) == {
-        'type', 'datasets'}
+    assert cfg.test_dataloader.dataset.type == 'SharedPipelineConcatDataset' and set(cfg.test_dataloader.dataset) == {
+        'type', 'pipeline', 'datasets'}  # one pipeline for all splits, what DetInferencer reads
+    assert cfg.test_dataloader.dataset.pipeline[0].type == 'LoadImageFromFile'
+    assert all('pipeline' not in d for d in datasets)
     assert cfg.test_evaluator.dataset_prefixes == splits
     assert cfg.refexp is None  # the split tables stay out of the final config
     for split, dataset, metric in zip(splits, datasets, cfg.test_evaluator.metrics):

@@ -81,9 +81,12 @@ def test_benchmark_config_concatenates_the_table(table, benchmarks, bench):
     cfg = benchmarks[bench]
     names = table.odinw[f'{bench}_names']
     dataset = cfg.test_dataloader.dataset
-    assert set(dataset) == {'type', 'datasets'} and dataset.type == 'ConcatDataset'  # base skeleton keys deleted
+    # base skeleton keys deleted; one shared pipeline (what DetInferencer reads) instead of one per dataset
+    assert set(dataset) == {'type', 'pipeline', 'datasets'} and dataset.type == 'SharedPipelineConcatDataset'
     assert len(dataset.datasets) == len(names) == int(bench[len('odinw'):])
-    assert dataset.datasets == [table.odinw[f'{bench}_datasets'][n] for n in names]
+    singles = [table.odinw[f'{bench}_datasets'][n] for n in names]
+    assert all(s.pipeline == dataset.pipeline for s in singles)
+    assert dataset.datasets == [{k: v for k, v in s.items() if k != 'pipeline'} for s in singles]
     ev = cfg.test_evaluator
     assert ev.type == 'MultiDatasetsAverageEvaluator'
     assert ev.dataset_prefixes == names and len(set(ev.dataset_prefixes)) == len(names)
@@ -193,6 +196,7 @@ def test_odinw_datasets_build_and_evaluate_on_tiny_folders(benchmarks, tmp_path)
     for name in names:
         i = cfg.test_evaluator.dataset_prefixes.index(name)
         ds_cfg = cfg.test_dataloader.dataset.datasets[i].copy()
+        ds_cfg.update(pipeline=cfg.test_dataloader.dataset.pipeline)
         _write_tiny_odinw_folder(tmp_path / name, ds_cfg.metainfo.classes)
         ds_cfg.update(data_root=str(tmp_path / name) + '/')
         ds_cfgs.append(ds_cfg)
@@ -211,8 +215,9 @@ def test_odinw_datasets_build_and_evaluate_on_tiny_folders(benchmarks, tmp_path)
     assert dataset[0]['data_samples'].img_path == str(tmp_path / 'Aquarium' / 'valid' / 'a.png')
     assert tuple(dataset[0]['inputs'].shape) == (3, 800, 1066)  # short side 800 (40x30 image)
 
-    # the ODinW-13 run on two datasets: ConcatDataset + MultiDatasetsAverageEvaluator with CocoPlusOneMetric
-    concat = DATASETS.build(dict(type='ConcatDataset', datasets=ds_cfgs))
+    # the ODinW-13 run on two datasets: the config's concatenation + MultiDatasetsAverageEvaluator
+    concat = DATASETS.build(dict(type='SharedPipelineConcatDataset', pipeline=cfg.test_dataloader.dataset.pipeline,
+                                 datasets=[{k: v for k, v in d.items() if k != 'pipeline'} for d in ds_cfgs]))
     evaluator = EVALUATOR.build(dict(cfg.test_evaluator, metrics=metric_cfgs, dataset_prefixes=names))
     evaluator.dataset_meta = concat.metainfo
     for i in range(len(concat)):

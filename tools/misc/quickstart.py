@@ -6,6 +6,9 @@ Usage:
 
 The data lives where the toy config expects it (its ``data_root``, ``data/toy_shapes``).
 
+It also writes ``WORK_DIR/predictions.png``: held-out toy images with the predicted boxes and phrases (detection
+prompts, and captions of colour-shape pairs never seen in training).
+
 Output ends with ``toy summary: AP50=... grounding_acc_novel=... train_minutes=...``: COCO box AP50 on the
 held-out detection images, and phrase-grounding accuracy (top-1 box IoU >= 0.5, i.e. Recall@1) on captions
 whose colour-shape combinations never occur in training.
@@ -60,6 +63,9 @@ def main() -> int:
         metrics = json.load(f)
     ap50 = metrics['shapes/coco/bbox_mAP_50']
     grounding = metrics['novel_grounding/flickr30k/Recall@1_all']
+    # what the model predicts on held-out images: detection prompts and captions of novel colour-shape pairs
+    run([sys.executable, osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'prediction_grid.py'), config, checkpoint,
+         '--out', osp.join(args.work_dir, 'predictions.png')])
     print(f'toy summary: AP50={ap50:.2f} grounding_acc_novel={grounding:.2f} train_minutes={train_minutes:.1f}')
     return 0
 

@@ -174,7 +174,9 @@ __odinw13_metrics = {entry['name']: _odinw_test_set(entry, odinw13=True)[1]
 
 def _benchmark(names, datasets, metrics, average_prefix):
     """All datasets of a benchmark in one run: (ConcatDataset, evaluator with per-dataset AP and the mean)."""
-    test_set = dict(type='ConcatDataset', datasets=[datasets[n] for n in names])
+    # one shared test pipeline (what DetInferencer reads); each dataset's own copy is dropped
+    test_set = dict(type='SharedPipelineConcatDataset', pipeline=_base_.test_pipeline,
+                    datasets=[{k: v for k, v in datasets[n].items() if k != 'pipeline'} for n in names])
     evaluator = dict(type='MultiDatasetsAverageEvaluator', metrics=[metrics[n] for n in names],
                      dataset_prefixes=list(names), average_keys=('bbox_mAP', 'bbox_mAP_50'),
                      average_prefix=average_prefix)

@@ -31,14 +31,16 @@ __refexp_metrics = {
     for split, name in __refexp_files.items()
 }
 
-# The three benchmarks, each evaluated split by split in one run (mmdet ConcatDataset + one metric per split).
+# The three benchmarks, each evaluated split by split in one run (one SharedPipelineConcatDataset + one metric per split).
 __refexp_benchmarks = {
     'refcoco': ('refcoco_val', 'refcoco_testA', 'refcoco_testB'),
     'refcoco+': ('refcoco+_val', 'refcoco+_testA', 'refcoco+_testB'),
     'refcocog': ('refcocog_val', 'refcocog_test'),
 }
 __refexp_test_sets = {
-    name: dict(type='ConcatDataset', datasets=[__refexp_datasets[split] for split in splits])
+    name: dict(type='SharedPipelineConcatDataset', pipeline=_base_.test_pipeline,  # what DetInferencer reads
+               datasets=[{k: v for k, v in __refexp_datasets[split].items() if k != 'pipeline'}
+                         for split in splits])
     for name, splits in __refexp_benchmarks.items()
 }
 __refexp_evaluators = {

@@ -10,7 +10,10 @@ from mmdet.models.detectors.single_stage import SingleStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
-from ...utils import build_class_prompt, build_positive_map, chunk_class_names, label_to_token_indices
+from ...utils import (PromptError, build_class_prompt, build_positive_map, chunk_class_names,
+                      label_to_token_indices)
+from ...utils.grounding_prompts import (check_class_names, check_expression, entity_names, resolve_phrases,
+                                        split_class_names)
 from ..backbones.fusion_swin import SwinState
 
 
@@ -42,7 +45,9 @@ class FIBER(SingleStageDetector):
     * detection: ``text`` = list of class names (``return_classes=True``), optional ``caption_prompt``;
       at test time long class lists are split into prompts that fit (or ``test_cfg.chunked_size`` names each);
     * grounding (training): ``text`` = caption string and ``tokens_positive`` = {gt label: [[beg, end], ...]};
-    * phrase grounding (test): ``tokens_positive`` = one span list per phrase, label i = phrase i;
+    * phrase grounding (test): ``tokens_positive`` = per phrase, the phrase string (found in the caption) or
+      its span list; label i = phrase i;
+    * class names as one string: ``text='cat . remote control'`` with ``custom_entities=True``;
     * referring expressions: ``tokens_positive == -1``: the whole expression is label 0.
 
     At test time nothing that does not depend on the other modality is recomputed (``test_cfg``
@@ -171,14 +176,25 @@ class FIBER(SingleStageDetector):
         return self.bbox_head.loss(visual, language, batch_data_samples)
 
     # ------------------------------------------------------------------ inference
-    def _label_map(self, caption: str, spans: Sequence[Sequence[Tuple[int, int]]],
-                   what: str) -> Dict[int, List[int]]:
+    def _label_map(self, caption: str, spans: Sequence[Sequence[Tuple[int, int]]], what: str,
+                   strict: bool = False) -> Dict[int, List[int]]:
+        """``{1-based label: token columns}``; with ``strict`` an entity that maps to no token is an error."""
         result = build_positive_map(self.language_model.tokenizer(caption), spans, self.bbox_head.num_tokens)
         if result.unmapped:
+            empty = [i for i, row in enumerate(result.positive_map) if not row.any()]
+            if strict and empty:
+                raise PromptError(f'{what} {empty[0]} ({spans[empty[0]]}) covers no token of {caption!r}')
             MMLogger.get_current_instance().warning(
                 f'{len(result.unmapped)} {what} span(s) map to no token and can never be predicted: '
                 f'{result.unmapped[:5]}')
         return label_to_token_indices(result.positive_map, first_label=1)
+
+    def _check_budget(self, caption: str) -> None:
+        n = len(self.language_model.tokenizer(caption)['input_ids'])
+        if n > self.language_model.max_tokens:
+            raise PromptError(f'the sentence needs {n} tokens but the model reads at most '
+                              f'{self.language_model.max_tokens}; it is not truncated: shorten it '
+                              f'({caption[:60]!r}...)')
 
     def _class_prompts(self, names: Sequence[str], caption_prompt: Optional[dict]) -> List[Prompt]:
         key = repr((list(names), caption_prompt))
@@ -188,10 +204,14 @@ class FIBER(SingleStageDetector):
             def count(caption: str) -> int:
                 return len(tokenizer(caption)['input_ids'])
 
+            try:
+                chunks = chunk_class_names(names, count, self.language_model.max_tokens,
+                                           self.test_cfg.get('chunked_size', -1),
+                                           caption_prompt=caption_prompt, clean=True)
+            except ValueError as e:
+                raise PromptError(str(e)) from e
             prompts = []
-            for start, chunk in chunk_class_names(names, count, self.language_model.max_tokens,
-                                                  self.test_cfg.get('chunked_size', -1),
-                                                  caption_prompt=caption_prompt, clean=True):
+            for start, chunk in chunks:
                 # names cleaned as the original's create_queries_and_maps ('bow_(weapon)' -> 'bow ')
                 caption, spans = build_class_prompt(chunk, caption_prompt, clean=True)
                 prompts.append(Prompt(caption, self._label_map(caption, spans, 'class name'), start, list(chunk)))
@@ -202,23 +222,43 @@ class FIBER(SingleStageDetector):
         return self._prompt_cache[key]
 
     def test_prompts(self, sample) -> List[Prompt]:
-        """The prompt(s) to run for one data sample (see the class docstring for the accepted forms)."""
-        text = sample.text
+        """The prompt(s) to run for one data sample (see the class docstring for the accepted forms).
+
+        Raises:
+            PromptError: the text cannot be run (empty, separators only, a phrase not in its caption, a reversed
+                or out-of-range span, a sentence over the token budget); the message names the image.
+        """
+        try:
+            return self._test_prompts(sample)
+        except PromptError as e:
+            where = sample.get('img_path', None)
+            raise PromptError(f'{where}: {e}' if where else str(e)) from e
+
+    def _test_prompts(self, sample) -> List[Prompt]:
+        text = sample.get('text', None)
+        if text is None:
+            raise PromptError('no text prompt: give class names, a caption with its phrases, or an expression')
         tokens_positive = sample.get('tokens_positive', None)
         if isinstance(tokens_positive, int) and tokens_positive == -1:
-            spans = [[(0, len(text))]]
-            return [Prompt(text, self._label_map(text, spans, 'expression'), 0, [text])]
+            caption, spans = check_expression(text)
+            self._check_budget(caption)
+            return [Prompt(caption, self._label_map(caption, spans, 'expression', strict=True), 0, [caption])]
         if tokens_positive is not None:
             if isinstance(tokens_positive, dict):
                 tokens_positive = [tokens_positive[k] for k in sorted(tokens_positive)]
-            entities = [' / '.join(text[b:e] for b, e in spans) for spans in tokens_positive]
-            return [Prompt(text, self._label_map(text, tokens_positive, 'phrase'), 0, entities)]
+            if not isinstance(text, str):
+                raise PromptError(f'phrases need a caption string, got {type(text).__name__} {text!r}')
+            spans = resolve_phrases(text, tokens_positive)
+            self._check_budget(text)
+            return [Prompt(text, self._label_map(text, spans, 'phrase', strict=True), 0,
+                           entity_names(text, spans))]
         if isinstance(text, str) and sample.get('custom_entities', False):
-            text = [t for t in text.strip('. ').split('. ') if t]
+            text = split_class_names(text)
         if isinstance(text, (list, tuple)):
-            return self._class_prompts(text, sample.get('caption_prompt', None))
-        raise ValueError('a free-text caption needs `tokens_positive` (its phrase spans) or '
-                         '`custom_entities=True` with class names separated by ". "')
+            return self._class_prompts(check_class_names(text), sample.get('caption_prompt', None))
+        raise PromptError(f'{text!r} is a sentence without the phrases to ground: give tokens_positive as the '
+                          "phrases (e.g. ['a man', 'a horse']) or their [beg, end) spans, tokens_positive=-1 for a "
+                          "referring expression, or custom_entities=True for class names separated by '.'")
 
     def _text_free_text(self, caption: str, device) -> Tuple[dict, Tensor]:
         """Tokenised caption (1, T) and its text-free states (1, T, D), from the prompt cache when allowed."""
