@@ -72,18 +72,13 @@ def prompt_kwargs(mode: str, text: str, phrases: str = '') -> Dict[str, Any]:
     return dict(texts=text, tokens_positive=-1)
 
 
-def box_rows(prediction: Dict[str, list], score_thr: float, top1: bool = False) -> List[Row]:
+def box_rows(prediction: Dict[str, list], score_thr: float) -> List[Row]:
     """Table rows ``[phrase, score, x1, y1, x2, y2]`` (xyxy, input-image pixels) of the boxes scoring more than
     ``score_thr`` (the rule of mmdet's visualizer, so the table lists the boxes the picture shows), in the
-    inferencer's order; only the best one with ``top1``. Scores are rounded to :data:`SCORE_DECIMALS`,
-    coordinates to :data:`BOX_DECIMALS`."""
+    inferencer's order. Scores are rounded to :data:`SCORE_DECIMALS`, coordinates to :data:`BOX_DECIMALS`."""
     names = prediction.get('label_names') or [str(label) for label in prediction['labels']]
-    scores = prediction['scores']
-    kept = [i for i, score in enumerate(scores) if score > score_thr]
-    if top1 and kept:
-        kept = [max(kept, key=scores.__getitem__)]
-    return [[names[i].strip(), round(float(scores[i]), SCORE_DECIMALS),
-             *(round(float(v), BOX_DECIMALS) for v in prediction['bboxes'][i])] for i in kept]
+    return [[name.strip(), round(float(score), SCORE_DECIMALS), *(round(float(v), BOX_DECIMALS) for v in box)]
+            for name, score, box in zip(names, prediction['scores'], prediction['bboxes']) if score > score_thr]
 
 
 def uploaded_image(upload: Optional[Dict[str, Any]]) -> str:
@@ -133,16 +128,23 @@ class GroundingDemo:
         image_path = uploaded_image(upload)
         try:
             kwargs = prompt_kwargs(mode, text, phrases)
-            out = self.inferencer(image_path, pred_score_thr=score_thr, return_vis=True, **kwargs)
+            sample = self.inferencer(image_path, return_datasamples=True, **kwargs)['predictions'][0]
         except (PromptError, OSError) as e:  # OSError: FIBERInferencer's ImageReadError and unreadable files
             raise gr.Error(str(e), duration=None) from e
-        rows = box_rows(out['predictions'][0], score_thr, top1=mode == 'referring expression')
+        if mode == 'referring expression' and len(sample.pred_instances):
+            # an expression names one object: its best box is the answer, the one box drawn and listed
+            best = int(sample.pred_instances.scores.argmax())
+            sample.pred_instances = sample.pred_instances[best:best + 1]
+        # the inferencer's own drawing and prediction dict, on the (possibly trimmed) sample
+        picture = self.inferencer.visualize([image_path], [sample], return_vis=True, pred_score_thr=score_thr,
+                                            no_save_vis=True)[0]
+        rows = box_rows(self.inferencer.pred2dict(sample), score_thr)
         prompt = f'{mode} "{kwargs["texts"]}"'
         if rows:
             status = f'{prompt}: {len(rows)} box(es) scoring above {score_thr:.2f}.'
         else:
             status = f'{prompt}: no box scores above {score_thr:.2f}; lower the score threshold.'
-        return out['visualization'][0], rows, status
+        return picture, rows, status
 
 
 def build_page(demo: GroundingDemo, title: str = 'FIBER: detect and ground text in your images') -> gr.Blocks:

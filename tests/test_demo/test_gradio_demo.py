@@ -4,6 +4,7 @@ import base64
 import io
 import json
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Iterator, List
 from urllib.parse import urlsplit
 
@@ -37,14 +38,32 @@ def torch_threads(num: int) -> Iterator[None]:
 
 
 @pytest.fixture(scope='module')
-def reference(toy_demo_model) -> List[dict]:
-    """FIBERInferencer called directly on the same checkpoint, image and prompts as the page: one output per case."""
+def reference(toy_demo_model) -> List[SimpleNamespace]:
+    """What the page must show for each case, from FIBERInferencer called directly on the same checkpoint, image
+    and prompt: ``rows`` (phrase, score, x1, y1, x2, y2) of the boxes scoring above the threshold and the
+    ``picture``; for a referring expression only its best box, drawn by asking the inferencer for the boxes
+    scoring above the runner-up. ``all_boxes`` is the picture of every box above the threshold."""
     from fiber_mmdet.apis import FIBERInferencer
     inferencer = FIBERInferencer(model=toy_demo_model.config, weights=toy_demo_model.checkpoint, device='cpu',
                                  show_progress=False)
+    expected = []
     with torch_threads(1):
-        return [inferencer(toy_demo_model.image, pred_score_thr=SCORE_THR, return_vis=True, **kwargs)
-                for *_, kwargs in CASES]
+        for mode, _, _, kwargs in CASES:
+            out = inferencer(toy_demo_model.image, pred_score_thr=SCORE_THR, return_vis=True, **kwargs)
+            pred = out['predictions'][0]
+            assert 1 < len(pred['scores']) <= MAX_BOXES
+            rows = [(name.strip(), score, *box)  # a cell shows no edge spaces
+                    for name, score, box in zip(pred['label_names'], pred['scores'], pred['bboxes'])
+                    if score > SCORE_THR]  # mmdet's visualizer draws the boxes scoring above the threshold
+            picture = all_boxes = out['visualization'][0]
+            if mode == 'referring expression':
+                best, runner_up = sorted(pred['scores'], reverse=True)[:2]
+                assert best > runner_up > SCORE_THR
+                rows = [max(rows, key=lambda row: row[1])]
+                picture = inferencer(toy_demo_model.image, pred_score_thr=runner_up, return_vis=True,
+                                     **kwargs)['visualization'][0]
+            expected.append(SimpleNamespace(rows=rows, picture=picture, all_boxes=all_boxes))
+    return expected
 
 
 # --- the page, as a user drives it ---------------------------------------------------------------------------
@@ -145,33 +164,27 @@ def test_page_shows_the_inferencers_boxes_in_each_mode(browser, demo_url, toy_de
     open_page(browser, demo_url)
     upload(browser, toy_demo_model.image)
     set_score_threshold(browser, SCORE_THR)
-    for (mode, text, phrases, kwargs), out in zip(CASES, reference):
+    for (mode, text, phrases, kwargs), want in zip(CASES, reference):
         submit(browser, mode, text, phrases)
         done = f'{mode} "{text}": '
         wait_for(browser, lambda b: status(b).startswith(done) and css(b, '#result-image img'),
                  f'the result of {mode} {text!r}')
-        pred = out['predictions'][0]
-        expected = [(name.strip(), score, *box)  # a cell shows no edge spaces (mmdet's names keep 'bow ')
-                    for name, score, box in zip(pred['label_names'], pred['scores'], pred['bboxes'])
-                    if score > SCORE_THR]  # mmdet's visualizer draws the boxes scoring above the threshold
-        assert 0 < len(expected) <= MAX_BOXES
-        if mode == 'referring expression':  # the page shows the expression's best box
-            expected = [max(expected, key=lambda row: row[1])]
         rows = table_rows(browser)
-        assert status(browser) == f'{done}{len(expected)} box(es) scoring above {SCORE_THR:.2f}.'
-        assert [row[0] for row in rows] == [row[0] for row in expected], (mode, rows)
+        assert status(browser) == f'{done}{len(want.rows)} box(es) scoring above {SCORE_THR:.2f}.'
+        assert [row[0] for row in rows] == [row[0] for row in want.rows], (mode, rows)
         shown = np.array([[float(v) for v in row[1:]] for row in rows])
         # the table rounds scores to 3 decimals and coordinates to 1
-        np.testing.assert_allclose(shown[:, 0], [row[1] for row in expected], rtol=0, atol=5e-4 + 1e-6)
-        np.testing.assert_allclose(shown[:, 1:], [row[2:] for row in expected], rtol=0, atol=0.05 + 1e-4)
-        names = set(kwargs['tokens_positive']) if isinstance(kwargs.get('tokens_positive'), list) else None
-        if names:  # phrase grounding: every box names one of the phrases asked for
-            assert {row[0] for row in rows} <= names, rows
+        np.testing.assert_allclose(shown[:, 0], [row[1] for row in want.rows], rtol=0, atol=5e-4 + 1e-6)
+        np.testing.assert_allclose(shown[:, 1:], [row[2:] for row in want.rows], rtol=0, atol=0.05 + 1e-4)
+        if isinstance(kwargs.get('tokens_positive'), list):  # phrase grounding: each box names a phrase asked for
+            assert {row[0] for row in rows} <= set(kwargs['tokens_positive']), rows
 
         picture = result_picture(browser)
         assert picture.shape == upload_pixels.shape
         assert (picture != upload_pixels).any(axis=2).mean() > 0.01  # boxes and names are drawn over the upload
-        np.testing.assert_array_equal(picture, out['visualization'][0])  # PNG: lossless
+        np.testing.assert_array_equal(picture, want.picture)  # PNG: lossless
+        if mode == 'referring expression':  # one box drawn, not all
+            assert (picture != want.all_boxes).any()
 
     # the page asks nothing of any other host (chrome://, data: and blob: URLs stay inside the browser)
     web = [urlsplit(url) for url in requested_urls(browser) if urlsplit(url).scheme in ('http', 'https', 'ws', 'wss')]
