@@ -66,7 +66,8 @@ class FIBERInferencer(DetInferencer):
     * classes: ``texts='cat . remote control'``, ``custom_entities=True`` (or a tuple of names in a list);
     * phrase grounding: ``texts='a man riding a horse'``, ``tokens_positive=['a man', 'a horse']`` or
       ``[[[0, 5]], [[14, 21]]]``;
-    * referring expression: ``texts='the man on the left'``, ``tokens_positive=-1`` (label 0; the top box).
+    * referring expression: ``texts='the man on the left'``, ``tokens_positive=-1`` (label 0; the candidates are
+      ranked, the first is the answer and the only one drawn).
 
     Example:
         >>> inferencer = FIBERInferencer('configs/toy/fiber_toy.py', 'work_dirs/quickstart/iter_1200.pth',
@@ -99,6 +100,17 @@ class FIBERInferencer(DetInferencer):
                               "text for all ('cat . dog' with custom_entities=True, or [('cat', 'dog')])")
         return super().__call__(inputs, texts=texts, custom_entities=custom_entities,
                                 tokens_positive=tokens_positive, **kwargs)
+
+    def visualize(self, inputs, preds: List[DetDataSample], **kwargs):
+        """mmdet's drawing, except that a referring expression shows only its answer, the top box (the
+        predictions keep every candidate, ranked, as ``tools/test.py`` gives them)."""
+        shown = []
+        for pred in preds:
+            if pred.get('tokens_positive', None) == -1 and 'pred_instances' in pred:
+                pred = pred.clone()
+                pred.pred_instances = pred.pred_instances[pred.pred_instances.scores.argsort(descending=True)[:1]]
+            shown.append(pred)
+        return super().visualize(inputs, shown, **kwargs)
 
     def pred2dict(self, data_sample: DetDataSample, pred_out_dir: str = '') -> Dict:
         """mmdet's prediction dict plus ``label_names``; saved to ``pred_out_dir/preds/<image>.json``."""

@@ -83,6 +83,15 @@ def test_referring_expression_is_one_label(inferencer, toy_dir):
     pred = _single(inferencer, val_images(toy_dir)[0], texts=text, tokens_positive=-1)
     assert set(pred['labels']) == {0} and set(pred['label_names']) == {text}
     assert pred['scores'] == sorted(pred['scores'], reverse=True)  # the first box is the answer
+    assert len(pred['scores']) > 1
+    image = val_images(toy_dir)[0]
+    answer = inferencer(image, texts=text, tokens_positive=-1, return_vis=True, pred_score_thr=0.0)
+    classes = inferencer(image, texts='circle', custom_entities=True, return_vis=True, pred_score_thr=0.0)
+    from PIL import Image
+    original = np.asarray(Image.open(image).convert('RGB'))
+    changed = lambda vis: (vis != original).any(axis=2).mean()  # noqa: E731
+    # only the answer is drawn: far fewer pixels change than with every candidate of a class prompt
+    assert 0 < changed(answer['visualization'][0]) < 0.5 * changed(classes['visualization'][0])
 
 
 @pytest.mark.parametrize('texts, kwargs, message', [
