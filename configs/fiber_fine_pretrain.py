@@ -85,7 +85,7 @@ custom_hooks = [
     dict(type='WeightDecayScheduleHook', milestones=lr_milestones, gamma=0.1, fraction=0.667),
 ]
 default_hooks = dict(
-    logger=dict(interval=50),
+    logger=dict(interval=50, log_metric_by_epoch=False),  # validation metrics at their iteration in the curves
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2500, max_keep_ckpts=10))
 log_processor = dict(by_epoch=False)
 # 64 images per step as in the paper; `--auto-scale-lr` rescales the lr for other batch sizes

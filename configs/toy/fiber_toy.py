@@ -102,7 +102,7 @@ custom_hooks = [
     dict(type='WeightDecayScheduleHook', milestones=[int(0.67 * max_iters), int(0.89 * max_iters)]),
 ]
 default_hooks = dict(
-    logger=dict(interval=20),
+    logger=dict(interval=20, log_metric_by_epoch=False),  # validation metrics at their iteration in the curves
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
     visualization=dict(type='PerSampleVisualizationHook', draw=False))
 log_processor = dict(by_epoch=False, window_size=20)

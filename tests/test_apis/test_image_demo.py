@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from .conftest import REPO_ROOT, TOY_CONFIG, grounding_records, val_images
+from ..conftest import REPO_ROOT, TOY_CONFIG, grounding_records, val_images
 
-DEMO = str(REPO_ROOT / 'demo' / 'image_demo.py')
+DEMO = os.path.join(REPO_ROOT, 'demo', 'image_demo.py')
 
 
 def _demo(args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''),
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''),
                OMP_NUM_THREADS='1')
     return subprocess.run([sys.executable, DEMO, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, timeout=300)

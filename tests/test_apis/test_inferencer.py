@@ -9,7 +9,7 @@ import torch
 
 from fiber_mmdet.apis import FIBERInferencer, ImageReadError
 from fiber_mmdet.utils import PromptError
-from .conftest import TOY_CONFIG, grounding_records, image_size, val_images
+from ..conftest import TOY_CONFIG, grounding_records, image_size, val_images
 
 
 @pytest.fixture
