@@ -8,7 +8,9 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    visualization=dict(type='DetVisualizationHook'),
+    # skipped non-finite steps logged, 10 in a row stop training, no checkpoint with NaN/inf weights
+    non_finite=dict(type='NonFiniteGuardHook', max_consecutive_skips=10))
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -1,4 +1,9 @@
+from .non_finite_guard_hook import NonFiniteGuardHook, NonFiniteTrainingError, non_finite_tensors
+from .non_finite_skip_ema_hook import NonFiniteSkipEMAHook
 from .rank_zero_logger_hook import RankZeroLoggerHook
 from .weight_decay_schedule_hook import WeightDecayScheduleHook
 
-__all__ = ['RankZeroLoggerHook', 'WeightDecayScheduleHook']
+__all__ = [
+    'NonFiniteGuardHook', 'NonFiniteSkipEMAHook', 'NonFiniteTrainingError', 'RankZeroLoggerHook',
+    'WeightDecayScheduleHook', 'non_finite_tensors'
+]

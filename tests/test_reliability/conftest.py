@@ -1,0 +1,79 @@
+"""Tiny toy data (written by the tests) and helpers to run the tools on ``configs/toy/fiber_toy.py``, for the
+fault-injection tests."""
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TOOLS = REPO_ROOT / 'tools'
+TOY_CONFIG = str(REPO_ROOT / 'configs' / 'toy' / 'fiber_toy.py')
+
+
+def toy_options(data_root: str, **extra) -> List[str]:
+    """``--cfg-options`` that point the toy config at ``data_root`` and shrink it to a few CPU seconds."""
+    options = dict(data_root=data_root.rstrip('/') + '/', **{
+        'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False, 'test_dataloader.num_workers': 0,
+        'val_dataloader.num_workers': 0, 'train_cfg.max_iters': 2, 'default_hooks.checkpoint.interval': 1,
+        'default_hooks.logger.interval': 1, 'log_processor.window_size': 1})
+    options.update(extra)
+    return ['--cfg-options'] + [f'{k}={v}' for k, v in options.items()]
+
+
+def run_tool_status(args: List[str], cwd: str, timeout: int = 300, extra_env: Dict[str, str] = None) -> Tuple[int, str]:
+    """Run ``python tools/...`` as a user does; returns the exit status and the output (stdout + stderr)."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = str(REPO_ROOT) + os.pathsep + env.get('PYTHONPATH', '')
+    env.setdefault('OMP_NUM_THREADS', '1')
+    env.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)  # the tools must not need it
+    env.update(extra_env or {})
+    result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    return result.returncode, result.stdout
+
+
+def checkpoints_in(work_dir: str) -> List[str]:
+    return sorted(glob.glob(osp.join(work_dir, '*.pth')))
+
+
+@pytest.fixture(scope='session')
+def toy_root(tmp_path_factory) -> str:
+    """A toy dataset of 8 + 8 training images, 4 validation and 4 grounding images, with its tokenizer."""
+    from fiber_mmdet.datasets.synthetic_shapes import generate_toy_dataset
+    out = str(tmp_path_factory.mktemp('toy_shapes'))
+    generate_toy_dataset(out, seed=1, num_train_od=8, num_train_vg=8, num_val=4, num_grounding=4)
+    return out
+
+
+@pytest.fixture(scope='session')
+def toy_cfg(toy_root):
+    """``configs/toy/fiber_toy.py`` read with its data_root moved to the test data (as the tools do)."""
+    from mmengine.config import Config
+
+    from fiber_mmdet.engine.data_root import override_data_root
+    cfg = Config.fromfile(TOY_CONFIG)
+    override_data_root(cfg, 'data_root', toy_root + '/')
+    return cfg
+
+
+@pytest.fixture(scope='session')
+def toy_checkpoint(toy_cfg, tmp_path_factory) -> str:
+    """A checkpoint of the toy model at its initialisation, in the layout the Runner writes (``state_dict``,
+    ``meta``, ``message_hub`` with a ``HistoryBuffer``)."""
+    from mmengine.logging import HistoryBuffer
+
+    from mmdet.registry import MODELS
+    torch.manual_seed(0)
+    model = MODELS.build(toy_cfg.model)
+    model.init_weights()
+    path = str(tmp_path_factory.mktemp('toy_ckpt') / 'toy_init.pth')
+    torch.save(dict(meta=dict(iter=0), state_dict=model.state_dict(),
+                    message_hub=dict(log_scalars={'train/loss': HistoryBuffer([1.0, 2.0])})), path)
+    return path
