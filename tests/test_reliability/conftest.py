@@ -1,6 +1,7 @@
 """Tiny toy data (written by the tests) and helpers to run the tools on ``configs/toy/fiber_toy.py``, for the
 fault-injection tests."""
 import glob
+import logging
 import os
 import os.path as osp
 import subprocess
@@ -37,6 +38,17 @@ def run_tool_status(args: List[str], cwd: str, timeout: int = 300, extra_env: Di
     result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, timeout=timeout)
     return result.returncode, result.stdout
+
+
+class Records(logging.Handler):
+    """Keeps the messages logged to a logger it is added to (MMLogger's own handlers write to the terminal)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: List[str] = []
+
+    def emit(self, record) -> None:
+        self.messages.append(record.getMessage())
 
 
 def checkpoints_in(work_dir: str) -> List[str]:

@@ -2,7 +2,6 @@
 text model's embedding table."""
 import copy
 import json
-import logging
 
 import pytest
 from mmengine.config import Config
@@ -12,16 +11,7 @@ from mmdet.registry import MODELS
 from fiber_mmdet.datasets import FilteredODVGDataset
 from fiber_mmdet.engine.data_root import override_data_root
 from fiber_mmdet.evaluation.metrics.coco_plus_one_metric import gt_boxes_outside_images
-from .conftest import TOY_CONFIG
-
-
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record) -> None:
-        self.messages.append(record.getMessage())
+from .conftest import Records, TOY_CONFIG
 
 
 def test_odvg_counts_every_dropped_box_per_reason(tmp_path):

@@ -1,6 +1,5 @@
 """Checkpoints are checked when loaded into FIBER, whatever loads them, with the first keys and the likely cause."""
 import copy
-import logging
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from mmengine.runner.checkpoint import load_checkpoint
 
 from mmdet.registry import MODELS
 from fiber_mmdet.utils.checkpoint_fit import CheckpointMismatchError
-from .conftest import REPO_ROOT
+from .conftest import Records, REPO_ROOT
 
 
 @pytest.fixture(scope='module')
@@ -68,15 +67,6 @@ def test_checkpoint_of_another_size_names_shapes(tiny_model_cfg, tiny_model):
 def load_checkpoint_from_state(model, state):
     from mmengine.runner.checkpoint import load_state_dict
     load_state_dict(model, state, strict=False)
-
-
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record) -> None:
-        self.messages.append(record.getMessage())
 
 
 def test_partial_loading_on_purpose_logs_counts(tiny_model_cfg, tiny_model):

@@ -11,7 +11,7 @@ span, a sentence over the token budget).
   ``bad_samples/skipped`` (all ranks) and the list of skipped samples in the log. A skipped sample counts as one
   with no detection, so a tolerant metric is a lower bound of the full-set value.
 """
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -119,7 +119,25 @@ class BadSampleReportingEvaluator(Evaluator):
 
 
 class ContainBadSamplesMixin:
-    """The containment shared by the test and validation loops (see the module docstring)."""
+    """The containment shared by the test and validation loops (see the module docstring); ``stage`` is
+    ``'test'`` or ``'val'`` (the model step, the hooks and the loss buffer MMEngine's loop uses)."""
+    stage = 'test'
+
+    def __init__(self, runner, dataloader, evaluator, fp16: bool = False, on_bad_sample: str = 'raise') -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self._setup_containment(on_bad_sample)
+
+    @torch.no_grad()
+    def run_iter(self, idx: int, data_batch: Dict) -> None:
+        """MMEngine's ``run_iter`` around :meth:`_contained_step`."""
+        stage = self.stage
+        self.runner.call_hook(f'before_{stage}_iter', batch_idx=idx, data_batch=data_batch)
+        with autocast(enabled=self.fp16):
+            outputs = self._contained_step(getattr(self.runner.model, f'{stage}_step'), data_batch)
+        outputs, losses = _update_losses(outputs, getattr(self, f'{stage}_loss'))
+        setattr(self, f'{stage}_loss', losses)
+        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
+        self.runner.call_hook(f'after_{stage}_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
 
     def _setup_containment(self, on_bad_sample: str) -> None:
         if on_bad_sample not in ON_BAD_SAMPLE:
@@ -174,37 +192,13 @@ class ContainBadSamplesMixin:
 
 @LOOPS.register_module()
 class ContainBadSamplesTestLoop(ContainBadSamplesMixin, TestLoop):
-    """MMEngine's ``TestLoop`` (same arguments) with bad samples named and, with ``on_bad_sample='skip'``,
-    counted and skipped (see :mod:`fiber_mmdet.engine.runner.contain_bad_samples_loop`)."""
-
-    def __init__(self, runner, dataloader, evaluator, fp16: bool = False, on_bad_sample: str = 'raise') -> None:
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup_containment(on_bad_sample)
-
-    @torch.no_grad()
-    def run_iter(self, idx, data_batch: Sequence[dict]) -> None:
-        self.runner.call_hook('before_test_iter', batch_idx=idx, data_batch=data_batch)
-        with autocast(enabled=self.fp16):
-            outputs = self._contained_step(self.runner.model.test_step, data_batch)
-        outputs, self.test_loss = _update_losses(outputs, self.test_loss)
-        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
-        self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
+    """MMEngine's ``TestLoop`` (same arguments, plus ``on_bad_sample``) with bad samples named and, with
+    ``on_bad_sample='skip'``, counted and skipped (see :mod:`fiber_mmdet.engine.runner.contain_bad_samples_loop`)."""
+    stage = 'test'
 
 
 @LOOPS.register_module()
 class ContainBadSamplesValLoop(ContainBadSamplesMixin, ValLoop):
-    """MMEngine's ``ValLoop`` (same arguments) with bad samples named and, with ``on_bad_sample='skip'``,
-    counted and skipped (see :mod:`fiber_mmdet.engine.runner.contain_bad_samples_loop`)."""
-
-    def __init__(self, runner, dataloader, evaluator, fp16: bool = False, on_bad_sample: str = 'raise') -> None:
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup_containment(on_bad_sample)
-
-    @torch.no_grad()
-    def run_iter(self, idx, data_batch: Sequence[dict]) -> None:
-        self.runner.call_hook('before_val_iter', batch_idx=idx, data_batch=data_batch)
-        with autocast(enabled=self.fp16):
-            outputs = self._contained_step(self.runner.model.val_step, data_batch)
-        outputs, self.val_loss = _update_losses(outputs, self.val_loss)
-        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
-        self.runner.call_hook('after_val_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
+    """MMEngine's ``ValLoop`` (same arguments, plus ``on_bad_sample``) with bad samples named and, with
+    ``on_bad_sample='skip'``, counted and skipped (see :mod:`fiber_mmdet.engine.runner.contain_bad_samples_loop`)."""
+    stage = 'val'

@@ -145,12 +145,8 @@ class FIBERHead(ATSSVLFusionHead):
                                            [c.float() for c in centernesses], batch_gt_instances,
                                            batch_img_metas, batch_gt_instances_ignore)
 
-    def _loss_by_feat_fp32(self,
-                           cls_scores: List[Tensor],
-                           bbox_preds: List[Tensor],
-                           centernesses: List[Tensor],
-                           batch_gt_instances: InstanceList,
-                           batch_img_metas: List[dict],
+    def _loss_by_feat_fp32(self, cls_scores: List[Tensor], bbox_preds: List[Tensor], centernesses: List[Tensor],
+                           batch_gt_instances: InstanceList, batch_img_metas: List[dict],
                            batch_gt_instances_ignore: OptInstanceList = None) -> dict:
         if not self.reg_decoded_bbox:
             raise ValueError('FIBERHead computes the GIoU loss on decoded boxes: set reg_decoded_bbox=True')
