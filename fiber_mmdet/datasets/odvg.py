@@ -9,20 +9,7 @@ from mmengine.logging import MMLogger
 
 from mmdet.datasets import ODVGDataset
 from mmdet.registry import DATASETS
-
-
-def box_drop_reason(box: Sequence[float], width: float, height: float) -> Optional[str]:
-    """Why mmdet's ``ODVGDataset`` leaves an xyxy box out (its own tests, in its order), or None if it keeps it."""
-    x1, y1, x2, y2 = box
-    if x2 < x1 or y2 < y1:
-        return 'negative size'
-    if x2 == x1 or y2 == y1:
-        return 'zero area'
-    if max(0, min(x2, width) - max(x1, 0)) * max(0, min(y2, height) - max(y1, 0)) == 0:
-        return 'outside the image'
-    if x2 - x1 < 1 or y2 - y1 < 1:
-        return 'smaller than 1 px'
-    return None
+from .box_drops import box_drop_reason, log_box_drops
 
 
 def count_dropped_boxes(lines: Sequence[str], dataset_mode: str) -> Counter:
@@ -86,11 +73,7 @@ class FilteredODVGDataset(ODVGDataset):
                 kept = [inst for inst in info['instances'] if inst['bbox_label'] in known]
                 drops['unknown category'] += len(info['instances']) - len(kept)
                 info['instances'] = kept
-        self.box_drops = {reason: n for reason, n in sorted(drops.items()) if n}
-        if self.box_drops:
-            MMLogger.get_current_instance().warning(
-                f'{self.__class__.__name__} ({self.dataset_mode}, {self.ann_file}): left out '
-                f'{sum(self.box_drops.values())} boxes: ' + ', '.join(f'{r} {n}' for r, n in self.box_drops.items()))
+        self.box_drops = log_box_drops(f'{self.__class__.__name__} ({self.dataset_mode}, {self.ann_file})', drops)
         return data_list
 
     def filter_data(self) -> List[dict]:

@@ -29,12 +29,15 @@ def toy_options(data_root: str, **extra) -> List[str]:
 
 
 def run_tool_status(args: List[str], cwd: str, timeout: int = 300, extra_env: Dict[str, str] = None) -> Tuple[int, str]:
-    """Run ``python tools/...`` as a user does; returns the exit status and the output (stdout + stderr)."""
+    """Run ``python tools/...`` as a user does; returns the exit status and the output (stdout + stderr).
+    ``extra_env['PYTHONPATH']`` is added to the path, after the repository."""
     env = dict(os.environ)
-    env['PYTHONPATH'] = str(REPO_ROOT) + os.pathsep + env.get('PYTHONPATH', '')
+    extra = dict(extra_env or {})
+    paths = [str(REPO_ROOT), extra.pop('PYTHONPATH', ''), env.get('PYTHONPATH', '')]
+    env['PYTHONPATH'] = os.pathsep.join(p for p in paths if p)
     env.setdefault('OMP_NUM_THREADS', '1')
     env.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)  # the tools must not need it
-    env.update(extra_env or {})
+    env.update(extra)
     result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, timeout=timeout)
     return result.returncode, result.stdout

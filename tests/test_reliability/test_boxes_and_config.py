@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 
 from mmdet.registry import MODELS
-from fiber_mmdet.datasets import FilteredODVGDataset
+from fiber_mmdet.datasets import FilteredCocoDataset, FilteredODVGDataset
 from fiber_mmdet.engine.data_root import override_data_root
 from fiber_mmdet.evaluation.metrics.coco_plus_one_metric import gt_boxes_outside_images
 from .conftest import Records, TOY_CONFIG
@@ -40,6 +40,35 @@ def test_odvg_counts_every_dropped_box_per_reason(tmp_path):
     assert ('left out 5 boxes: negative size 1, outside the image 1, smaller than 1 px 1, unknown category 1, '
             'zero area 1') in log
     assert 'kept 1 of 2 images, removed 1 without boxes' in log
+
+
+def test_coco_dataset_counts_every_dropped_box_and_box_less_image(tmp_path):
+    def ann(i, image, bbox, category=1, area=None):
+        return dict(id=i, image_id=image, category_id=category, bbox=bbox, iscrowd=0,
+                    area=bbox[2] * bbox[3] if area is None else area)
+    coco = dict(
+        images=[dict(id=1, width=100, height=80, file_name='a.jpg'), dict(id=2, width=100, height=80,
+                                                                        file_name='b.jpg')],
+        categories=[dict(id=1, name='cat'), dict(id=2, name='dog')],
+        annotations=[ann(1, 1, [10, 10, 20, 20]), ann(2, 1, [120, 10, 20, 20]), ann(3, 1, [10, 10, 0, 20]),
+                     ann(4, 1, [10, 10, -5, 20]), ann(5, 1, [10, 10, 20, 20], area=0),
+                     ann(6, 2, [10, 10, 0.5, 20]), ann(7, 1, [10, 10, 20, 20], category=2)])
+    (tmp_path / 'ann.json').write_text(json.dumps(coco))
+    records = Records()
+    MMLogger.get_current_instance().addHandler(records)
+    try:
+        dataset = FilteredCocoDataset(data_root=str(tmp_path), ann_file='ann.json', metainfo=dict(classes=('cat', )),
+                                      filter_cfg=dict(filter_empty_gt=True), pipeline=[])
+    finally:
+        MMLogger.get_current_instance().removeHandler(records)
+    assert dataset.box_drops == {'negative size': 1, 'outside the image': 1, 'smaller than 1 px': 1,
+                                 'unknown category': 1, 'zero area': 2}
+    # image 2 lost its only box: mmdet's CocoDataset keeps it (its category is listed); this one removes it
+    assert len(dataset) == 1 and [i['bbox'] for i in dataset.get_data_info(0)['instances']] == [[10, 10, 30, 30]]
+    log = '\n'.join(records.messages)
+    assert 'left out 6 boxes: negative size 1, outside the image 1, smaller than 1 px 1, unknown category 1, ' \
+           'zero area 2' in log
+    assert 'kept 1 of 2 images, removed 1 (1 whose boxes were all left out)' in log
 
 
 def test_coco_ground_truth_outside_the_image_is_found(tmp_path):

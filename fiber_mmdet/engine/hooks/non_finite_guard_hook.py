@@ -80,7 +80,7 @@ class NonFiniteGuardHook(Hook):
             bad = non_finite_tensors(checkpoint.get(key, {}))
             if bad:
                 raise NonFiniteTrainingError(
-                    f'refusing to save a checkpoint at iteration {runner.iter}: {len(bad)} tensor(s) of its '
+                    f'refusing to save a checkpoint at iteration {runner.iter + 1}: {len(bad)} tensor(s) of its '
                     f'{key} hold NaN/inf (first: {bad[:5]}). The last checkpoint written is '
                     f'{self._last_checkpoint(runner)}.')
 
