@@ -38,24 +38,25 @@ def override_data_root(cfg: Config, key: str, new_root: str) -> int:
         ValueError: the config has no such top-level string, or no path starts with it; the message names
             the root keys the config has, or says to set the dataset / evaluator keys themselves.
     """
+    name = cfg.filename or 'the config'
     old_root = cfg.get(key, None)
     if not isinstance(old_root, str) or not old_root:
         roots = [k for k, v in cfg.items() if k.endswith('data_root') and isinstance(v, str)]
         hint = (f'its data roots are {roots}' if roots else 'set the paths themselves, e.g. '
                 'train_dataloader.dataset.data_root, test_dataloader.dataset.data_root and test_evaluator.ann_file')
-        raise ValueError(f'--cfg-options {key}={new_root}: {cfg.filename} has no top-level {key} (string), so the '
+        raise ValueError(f'--cfg-options {key}={new_root}: {name} has no top-level {key} (string), so the '
                          f'override would change nothing; {hint}')
     if old_root.endswith('/') and not new_root.endswith('/'):
         new_root += '/'
     cfg_dict = cfg._cfg_dict
     moved = 0
-    for name in list(cfg_dict.keys()):
-        if name == key:
+    for entry in list(cfg_dict.keys()):
+        if entry == key:
             continue
-        cfg_dict[name], n = _move(cfg_dict[name], old_root, new_root)
+        cfg_dict[entry], n = _move(cfg_dict[entry], old_root, new_root)
         moved += n
     if moved == 0:
-        raise ValueError(f'--cfg-options {key}={new_root}: no path of {cfg.filename} starts with its '
+        raise ValueError(f'--cfg-options {key}={new_root}: no path of {name} starts with its '
                          f'{key} {old_root!r}, so the override would change nothing; set the dataset and '
                          'evaluator paths themselves (e.g. test_dataloader.dataset.data_root)')
     cfg_dict[key] = new_root

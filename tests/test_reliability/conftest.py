@@ -89,6 +89,8 @@ def toy_checkpoint(toy_cfg, tmp_path_factory) -> str:
     model = MODELS.build(toy_cfg.model)
     model.init_weights()
     path = str(tmp_path_factory.mktemp('toy_ckpt') / 'toy_init.pth')
+    history = HistoryBuffer()
+    history.update(1.5)
     torch.save(dict(meta=dict(iter=0), state_dict=model.state_dict(),
-                    message_hub=dict(log_scalars={'train/loss': HistoryBuffer([1.0, 2.0])})), path)
+                    message_hub=dict(log_scalars={'train/loss': history})), path)
     return path

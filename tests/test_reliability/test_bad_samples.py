@@ -54,7 +54,7 @@ class CountBoxesMetric(BaseMetric):
     """Number of samples and of predicted boxes it saw."""
 
     def process(self, data_batch, data_samples) -> None:
-        self.results.extend(len(s.pred_instances.bboxes) for s in data_samples)
+        self.results.extend(len(s['pred_instances']['bboxes']) for s in data_samples)  # the Evaluator gives dicts
 
     def compute_metrics(self, results) -> dict:
         return dict(samples=len(results), boxes=sum(results))
@@ -62,7 +62,8 @@ class CountBoxesMetric(BaseMetric):
 
 def _runner(tmp_path, on_bad_sample):
     return Runner(
-        model=PromptModel(), work_dir=str(tmp_path), default_scope='mmdet',
+        model=PromptModel(), work_dir=str(tmp_path), experiment_name=tmp_path.name + on_bad_sample,
+        default_scope='mmdet',
         test_dataloader=dict(dataset=TextDataset(), sampler=dict(type='DefaultSampler', shuffle=False),
                              batch_size=2, num_workers=0, collate_fn=dict(type='pseudo_collate')),
         test_cfg=dict(type='ContainBadSamplesTestLoop', on_bad_sample=on_bad_sample),

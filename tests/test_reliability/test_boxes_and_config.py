@@ -57,7 +57,8 @@ def test_coco_dataset_counts_every_dropped_box_and_box_less_image(tmp_path):
     records = Records()
     MMLogger.get_current_instance().addHandler(records)
     try:
-        dataset = FilteredCocoDataset(data_root=str(tmp_path), ann_file='ann.json', metainfo=dict(classes=('cat', )),
+        dataset = FilteredCocoDataset(data_root=str(tmp_path), ann_file='ann.json', data_prefix=dict(img=''),
+                                      metainfo=dict(classes=('cat', )),
                                       filter_cfg=dict(filter_empty_gt=True), pipeline=[])
     finally:
         MMLogger.get_current_instance().removeHandler(records)
@@ -93,11 +94,10 @@ def test_data_root_override_moves_every_path_of_the_toy_config():
 
 
 def test_data_root_override_without_such_paths_is_rejected():
-    cfg = Config(dict(odinw_data_root='data/odinw/', test_dataloader=dict(dataset=dict(data_root='x/'))),
-                 filename='odinw.py')
+    cfg = Config(dict(odinw_data_root='data/odinw/', test_dataloader=dict(dataset=dict(data_root='x/'))))
     with pytest.raises(ValueError, match=r"has no top-level data_root.*its data roots are \['odinw_data_root'\]"):
         override_data_root(cfg, 'data_root', '/elsewhere/')
-    with pytest.raises(ValueError, match='no path of odinw.py starts with its odinw_data_root'):
+    with pytest.raises(ValueError, match='no path of the config starts with its odinw_data_root'):
         override_data_root(cfg, 'odinw_data_root', '/elsewhere/')
 
 

@@ -90,13 +90,14 @@ def test_partial_loading_on_purpose_logs_counts(tiny_model_cfg, tiny_model):
 
 def test_runner_checkpoint_loads_weights_only_after_import_alone(toy_checkpoint, toy_cfg, tmp_path):
     """`import fiber_mmdet` is all it takes for torch's weights-only load (and mmdet's init_detector) to read a
-    Runner checkpoint (HistoryBuffer, numpy) -- in a fresh process without any other call."""
+    Runner checkpoint (HistoryBuffer, numpy) -- in a fresh process without any other call. (``palette`` is
+    given because mmdet's own palette lookup cannot read the toy config's ConcatDataset test set.)"""
     cfg_path = str(tmp_path / 'toy.py')
     toy_cfg.dump(cfg_path)
     code = ('import torch, fiber_mmdet\n'
             f'ckpt = torch.load({toy_checkpoint!r}, map_location="cpu")\n'
             'from mmdet.apis import init_detector\n'
-            f'model = init_detector({cfg_path!r}, {toy_checkpoint!r}, device="cpu")\n'
+            f'model = init_detector({cfg_path!r}, {toy_checkpoint!r}, device="cpu", palette="random")\n'
             'print("loaded", len(ckpt["state_dict"]), type(model).__name__)\n')
     out = subprocess.run([sys.executable, '-c', code], cwd=str(REPO_ROOT), capture_output=True, text=True,
                          timeout=300, env={**os.environ, 'PYTHONPATH': str(REPO_ROOT)})

@@ -45,7 +45,7 @@ class Snapshot(Hook):
 
 def _runner(work_dir, model, max_iters=8, max_consecutive=10, hooks=()):
     return Runner(
-        model=model, work_dir=str(work_dir), default_scope='mmdet',
+        model=model, work_dir=str(work_dir), experiment_name=osp.basename(str(work_dir)), default_scope='mmdet',
         train_dataloader=dict(dataset=ToyDataset(), sampler=dict(type='DefaultSampler', shuffle=False),
                               batch_size=2, num_workers=0, collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(type='NonFiniteSkipOptimWrapper', optimizer=dict(type='AdamW', lr=0.01),
@@ -112,17 +112,25 @@ class PoisonWeights(Hook):
                 runner.model.backbone[0].weight[0, 0] = float('nan')
 
 
-def test_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
+@pytest.mark.parametrize('check_every,message', [
+    (1, r"iteration 4: 1 weight tensor\(s\) are NaN/inf \(first: \['backbone.0.weight'\]\).*iter_2.pth"),
+    (0, r"refusing to save a checkpoint at iteration 4: 1 tensor\(s\) of its state_dict hold NaN/inf "
+        r"\(first: \['backbone.0.weight'\]\)")])
+def test_checkpoint_with_non_finite_weights_is_never_written(tmp_path, check_every, message):
+    """Weights poisoned after iteration 3: the per-iteration check stops at iteration 4 before the checkpoint
+    hook runs; with it off, the save at iteration 4 is refused. Either way iter_2.pth is the last checkpoint."""
     runner = _runner(tmp_path, ToyGroundingModel(), hooks=[PoisonWeights()])
-    with pytest.raises(NonFiniteTrainingError, match=r"refusing to save .*state_dict hold NaN/inf "
-                       r"\(first: \['backbone.0.weight'\]\).*iter_2.pth"):
+    for hook in runner.hooks:
+        if type(hook).__name__ == 'NonFiniteGuardHook':
+            hook.check_weights_every = check_every
+    with pytest.raises(NonFiniteTrainingError, match=message):
         runner.train()
     assert [osp.basename(p) for p in glob.glob(osp.join(str(tmp_path), '*.pth'))] == ['iter_2.pth']
 
 
 def test_plain_optim_wrapper_is_warned_about(tmp_path):
     runner = Runner(
-        model=ToyGroundingModel(), work_dir=str(tmp_path), default_scope='mmdet',
+        model=ToyGroundingModel(), work_dir=str(tmp_path), experiment_name=tmp_path.name, default_scope='mmdet',
         train_dataloader=dict(dataset=ToyDataset(), sampler=dict(type='DefaultSampler'), batch_size=2,
                               num_workers=0, collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01)),

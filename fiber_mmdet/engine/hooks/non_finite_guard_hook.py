@@ -29,20 +29,28 @@ class NonFiniteGuardHook(Hook):
       non-finite gradients, AMP loss-scaler overflow) and every loss term of that iteration.
     * After ``max_consecutive_skips`` skipped steps in a row training stops with
       :class:`NonFiniteTrainingError`; the checkpoints already written (all finite) are kept.
-    * Before any checkpoint is saved, ``state_dict`` and ``ema_state_dict`` are checked: a NaN/inf tensor stops
-      training with the tensors named, and nothing is written.
+    * Every ``check_weights_every`` iterations the weights are checked; NaN/inf weights (e.g. from an optimizer
+      that is not skip-guarded, or an update that overflowed) stop training at once with the tensors named,
+      before the checkpoint hook runs -- it deletes the oldest kept checkpoint (``max_keep_ckpts``) before it
+      writes the new one, so the check has to come first to keep the last good checkpoint.
+    * Before any checkpoint is saved, ``state_dict`` and ``ema_state_dict`` are checked too: a NaN/inf tensor
+      stops training with the tensors named, and nothing is written.
     * At the end, the number of skipped steps and their iterations are logged.
 
     Args:
         max_consecutive_skips (int): Consecutive skipped steps that stop training. Defaults to 10.
+        check_weights_every (int): Iterations between weight checks; 0 checks only before saving. Defaults
+            to 1 (one ``isfinite`` per parameter tensor and one synchronisation per iteration).
     """
 
     priority = 'ABOVE_NORMAL'  # before the logger and checkpoint hooks see the iteration
 
-    def __init__(self, max_consecutive_skips: int = 10) -> None:
-        if max_consecutive_skips < 1:
-            raise ValueError(f'max_consecutive_skips must be >= 1, got {max_consecutive_skips}')
+    def __init__(self, max_consecutive_skips: int = 10, check_weights_every: int = 1) -> None:
+        if max_consecutive_skips < 1 or check_weights_every < 0:
+            raise ValueError(f'need max_consecutive_skips >= 1 and check_weights_every >= 0, got '
+                             f'{max_consecutive_skips} and {check_weights_every}')
         self.max_consecutive_skips = max_consecutive_skips
+        self.check_weights_every = check_weights_every
         self.consecutive: List[int] = []
         self.skipped: List[int] = []
 
@@ -55,14 +63,16 @@ class NonFiniteGuardHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None,
                          outputs: Optional[Dict] = None) -> None:
+        iteration = runner.iter + 1
+        if self.check_weights_every and iteration % self.check_weights_every == 0:
+            self._check_weights(runner, iteration)
         reasons = [g.last_skip for g in step_guards(runner.optim_wrapper) if g.last_skip is not None]
         if not reasons:
             self.consecutive = []
             return
-        iteration = runner.iter + 1
         self.skipped.append(iteration)
         self.consecutive.append(iteration)
-        terms = ', '.join(f'{k}={float(v):.4g}' for k, v in (outputs or {}).items()
+        terms = ', '.join(f'{k}={float(torch.as_tensor(v).detach()):.4g}' for k, v in (outputs or {}).items()
                           if isinstance(v, (torch.Tensor, float, int)) and k.startswith('loss'))
         runner.logger.warning(
             f'iteration {iteration}: step skipped ({"; ".join(reasons)}): {terms}; '
@@ -74,6 +84,18 @@ class NonFiniteGuardHook(Hook):
                 f'(NonFiniteGuardHook.max_consecutive_skips={self.max_consecutive_skips}). The weights were not '
                 f'updated by those steps; the last checkpoint written is {self._last_checkpoint(runner)}. '
                 'Lower the learning rate, enable gradient clipping or check the data of these iterations.')
+
+    def _check_weights(self, runner, iteration: int) -> None:
+        named = [(n, p) for n, p in runner.model.named_parameters() if p.is_floating_point()]
+        if not named:
+            return
+        finite = torch.stack([torch.isfinite(p).all() for _, p in named])
+        if bool(finite.all()):
+            return
+        bad = [n for (n, _), ok in zip(named, finite.tolist()) if not ok]
+        raise NonFiniteTrainingError(
+            f'iteration {iteration}: {len(bad)} weight tensor(s) are NaN/inf (first: {bad[:5]}); training stopped '
+            f'before they reach a checkpoint. The last checkpoint written is {self._last_checkpoint(runner)}.')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         for key in ('state_dict', 'ema_state_dict'):
