@@ -4,6 +4,7 @@ import glob
 import logging
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,20 @@ class Records(logging.Handler):
 
 def checkpoints_in(work_dir: str) -> List[str]:
     return sorted(glob.glob(osp.join(work_dir, '*.pth')))
+
+
+def corrupt_copy(toy_root: str, tmp_path, split: str) -> Tuple[str, str]:
+    """A copy of the toy data whose first image of ``split`` is cut to its first 100 bytes; returns the copy's
+    root and that image's path."""
+    root = str(tmp_path / 'toy_corrupt')
+    shutil.copytree(toy_root, root)
+    folder = osp.join(root, 'images', split)
+    path = osp.join(folder, sorted(os.listdir(folder))[0])
+    with open(path, 'rb') as f:
+        head = f.read(100)
+    with open(path, 'wb') as f:
+        f.write(head)
+    return root, path
 
 
 @pytest.fixture(scope='session')

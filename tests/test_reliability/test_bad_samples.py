@@ -1,6 +1,8 @@
 """Bad evaluation samples (a prompt that cannot be built, an unreadable image) are named; strict stops, tolerant
 counts and skips them while the rest is evaluated. The image-level cases run through tools/test.py in
 test_tools_faults.py; here a PromptError is injected per sample into a real Runner test loop."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,9 @@ from mmdet.registry import METRICS
 from mmdet.structures import DetDataSample
 from fiber_mmdet.datasets.transforms import CheckedLoadImageFromFile, ImageLoadError
 from fiber_mmdet.engine import BadSampleError
+from fiber_mmdet.engine.runner.contain_bad_samples_loop import ContainedPipeline
 from fiber_mmdet.utils import PromptError
+from .conftest import corrupt_copy
 
 TEXTS = ['red circle', '', 'blue square', '. . .']  # samples 1 and 3 cannot be prompted
 
@@ -80,7 +84,7 @@ def test_prompt_error_tolerant_counts_and_evaluates_the_rest(tmp_path):
     runner = _runner(tmp_path, 'skip')
     metrics = runner.test()
     # every sample reaches the metric (dataset order kept), the two bad ones with no detection
-    assert metrics == {'samples': 4, 'boxes': 2, 'bad_samples/skipped': 2}
+    assert metrics == {'samples': 4, 'boxes': 2, 'bad_samples/skipped': 2.0}
 
 
 def test_unreadable_image_error_names_the_file(tmp_path):
@@ -95,3 +99,38 @@ def test_unreadable_image_error_names_the_file(tmp_path):
     with pytest.raises(ImageLoadError, match=f'{truncated}: cannot read this image \\(40 bytes\\)'):
         load(dict(img_path=str(truncated)))
     assert load(dict(img_path=str(tmp_path / 'ok.png')))['img'].shape == (20, 20, 3)
+
+
+def _toy_dataset(toy_cfg, root, split):
+    """The toy config's training (``train_od``) or COCO validation (``val``) dataset, reading from ``root``."""
+    from mmdet.registry import DATASETS
+    dataset = copy.deepcopy(toy_cfg.train_dataloader.dataset.datasets[0] if split == 'train_od'
+                            else toy_cfg.val_dataloader.dataset.datasets[0])
+    dataset.data_root = root + '/'
+    return DATASETS.build(dataset)
+
+
+def test_corrupt_training_image_is_named(toy_root, toy_cfg, tmp_path):
+    """The toy training pipeline (CheckedLoadImageFromFile): the error names the file instead of <_io.BytesIO>."""
+    root, bad = corrupt_copy(toy_root, tmp_path, 'train_od')
+    dataset = _toy_dataset(toy_cfg, root, 'train_od')
+    index = [i for i in range(len(dataset)) if dataset.get_data_info(i)['img_path'] == bad][0]
+    with pytest.raises(ImageLoadError, match=f'{bad}: cannot read this image \\(100 bytes\\)'):
+        dataset[index]
+
+
+def test_corrupt_evaluation_image_strict_raises_and_tolerant_flags_it(toy_root, toy_cfg, tmp_path):
+    """The evaluation pipelines as ContainBadSamplesTestLoop wraps them: strict raises naming the file;
+    tolerant gives a placeholder sample flagged ``bad_sample`` (never predicted on) and keeps the others."""
+    root, bad = corrupt_copy(toy_root, tmp_path, 'val')
+    dataset = _toy_dataset(toy_cfg, root, 'val')
+    index = [i for i in range(len(dataset)) if dataset.get_data_info(i)['img_path'] == bad][0]
+    pipeline = dataset.pipeline
+    dataset.pipeline = ContainedPipeline(pipeline, skip=False)
+    with pytest.raises(ImageLoadError, match=f'{bad}: cannot read this image'):
+        dataset[index]
+    dataset.pipeline = ContainedPipeline(pipeline, skip=True)
+    flagged = dataset[index]['data_samples']
+    assert flagged.bad_sample.startswith(f'{bad}: cannot read this image (100 bytes)')
+    assert flagged.img_path == bad and flagged.img_id == dataset.get_data_info(index)['img_id']
+    assert all('bad_sample' not in dataset[i]['data_samples'] for i in range(len(dataset)) if i != index)

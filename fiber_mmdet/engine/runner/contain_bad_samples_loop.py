@@ -115,7 +115,8 @@ class BadSampleReportingEvaluator(Evaluator):
                 f'{len(skipped)} of {size} samples were skipped and scored as having no detection, so these '
                 'metrics are a lower bound of the full-set values:\n  ' + '\n  '.join(skipped))
         self.skipped.clear()
-        return dict(metrics, **{'bad_samples/skipped': len(skipped)})
+        # a float: MMEngine's JSON log drops numpy integers (it keeps numpy floats, a float subclass)
+        return dict(metrics, **{'bad_samples/skipped': float(len(skipped))})
 
 
 class ContainBadSamplesMixin:
