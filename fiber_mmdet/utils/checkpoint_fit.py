@@ -62,7 +62,8 @@ def compare_state_dicts(model_state: Mapping[str, torch.Tensor], checkpoint: Map
         given = checkpoint[key]
         if not isinstance(given, torch.Tensor):
             fit.unexpected.append(key)
-        elif tuple(given.shape) != tuple(value.shape):
+        elif tuple(given.shape) != tuple(value.shape) and not (value.dim() == 0 and tuple(given.shape) == (1, )):
+            # (torch loads a (1,) tensor into a 0-dim one, e.g. the original's DyHead ``scales``)
             fit.mismatched.append((key, tuple(given.shape), tuple(value.shape)))
         else:
             fit.matched += 1
