@@ -20,7 +20,8 @@ from .optimizers import FIBEROptimWrapperConstructor, NonFiniteSkipAmpOptimWrapp
 from .runner import BadSampleError, ContainBadSamplesTestLoop, ContainBadSamplesValLoop
 
 __all__ = [
-    'BadSampleError', 'ContainBadSamplesTestLoop', 'ContainBadSamplesValLoop', 'FIBEROptimWrapperConstructor', 'NonFiniteGuardHook', 'NonFiniteSkipAmpOptimWrapper', 'NonFiniteSkipEMAHook',
-    'NonFiniteSkipOptimWrapper', 'NonFiniteTrainingError', 'RankZeroLoggerHook', 'WeightDecayScheduleHook',
-    'register_checkpoint_safe_globals', 'setup_cpu_distributed'
+    'BadSampleError', 'ContainBadSamplesTestLoop', 'ContainBadSamplesValLoop', 'FIBEROptimWrapperConstructor',
+    'NonFiniteGuardHook', 'NonFiniteSkipAmpOptimWrapper', 'NonFiniteSkipEMAHook', 'NonFiniteSkipOptimWrapper',
+    'NonFiniteTrainingError', 'RankZeroLoggerHook', 'WeightDecayScheduleHook', 'register_checkpoint_safe_globals',
+    'setup_cpu_distributed'
 ]

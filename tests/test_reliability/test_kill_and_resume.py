@@ -49,7 +49,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(tmp_path):
     (tmp_path / 'kill_hook.py').write_text(KILL_HOOK)
     killing = tmp_path / 'tiny_killed.py'
     killing.write_text(f'_base_ = [{str(config)!r}]\ncustom_imports = dict(imports=["kill_hook"])\n'
-                       'custom_hooks = [dict(type="WeightDecayScheduleHook", milestones=[3], gamma=0.1, fraction=0.667),'
+                       'custom_hooks = [dict(type="WeightDecayScheduleHook", milestones=[3], gamma=0.1, '
+                       'fraction=0.667),'
                        ' dict(type="EMAHook", ema_type="ExponentialMovingAverage", momentum=0.001, '
                        'update_buffers=True, priority=49), dict(type="SigkillAfterIter", iteration=3)]\n')
     full, interrupted = str(tmp_path / 'full'), str(tmp_path / 'interrupted')

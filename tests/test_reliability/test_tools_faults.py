@@ -47,11 +47,16 @@ def test_truncated_checkpoint_is_named(toy_root, toy_checkpoint, tmp_path):
     assert f'{truncated}: ' in out and 'truncated' in out, out[-3000:]
 
 
-def test_checkpoint_of_another_model_is_rejected_with_its_keys(toy_root, tmp_path):
+def test_checkpoint_of_another_model_is_rejected_by_mmdets_own_test_tool(toy_cfg, tmp_path):
+    """mmdet's tools/test.py (which loads with strict=False and knows nothing of fiber_mmdet beyond the config's
+    custom_imports) stops on a checkpoint of another model, naming its keys."""
+    import mmdet
     wrong = str(tmp_path / 'random.pth')
     torch.save(dict(state_dict={'conv.weight': torch.randn(4, 3, 3, 3), 'fc.bias': torch.zeros(4)}), wrong)
-    rc, out = run_tool_status([str(TOOLS / 'test.py'), TOY_CONFIG, wrong, '--work-dir', str(tmp_path / 'w')]
-                              + toy_options(toy_root), str(REPO_ROOT))
+    config = str(tmp_path / 'toy.py')
+    toy_cfg.dump(config)
+    mmdet_test = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'test.py')
+    rc, out = run_tool_status([mmdet_test, config, wrong, '--work-dir', str(tmp_path / 'w')], str(REPO_ROOT))
     assert rc != 0
     assert 'CheckpointMismatchError' in out and "'conv.weight'" in out, out[-3000:]
     assert 'not a fiber_mmdet FIBER checkpoint' in out
