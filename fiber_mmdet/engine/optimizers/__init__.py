@@ -1,8 +1,8 @@
 from .fiber_optim_wrapper_constructor import FIBEROptimWrapperConstructor
 from .non_finite_skip_optim_wrapper import (NonFiniteSkipAmpOptimWrapper, NonFiniteSkipOptimWrapper,
-                                            NonFiniteStepGuard, step_guards)
+                                            NonFiniteStepGuard, non_finite_indices, step_guards)
 
 __all__ = [
     'FIBEROptimWrapperConstructor', 'NonFiniteSkipAmpOptimWrapper', 'NonFiniteSkipOptimWrapper',
-    'NonFiniteStepGuard', 'step_guards'
+    'NonFiniteStepGuard', 'non_finite_indices', 'step_guards'
 ]

@@ -22,6 +22,15 @@ from torch import Tensor
 from mmdet.registry import OPTIM_WRAPPERS
 
 
+def non_finite_indices(tensors: List[Tensor]) -> List[int]:
+    """Indices of the tensors holding a NaN or an inf. Fast path: one fused L2 norm over all of them (a few ms
+    for FIBER-sized models, where a per-tensor ``isfinite`` is ~100x slower on CPUs); only when that norm is not
+    finite -- or overflowed, for values beyond ~1e19 -- is each tensor checked."""
+    if not tensors or torch.isfinite(torch.nn.utils.get_total_norm(tensors)):
+        return []
+    return [i for i, t in enumerate(tensors) if not torch.isfinite(t).all()]
+
+
 def _finite_on_all_ranks(loss: Tensor) -> bool:
     """True only if ``loss`` is finite on every rank (one all-reduce; a no-op without distributed)."""
     finite = torch.isfinite(loss.detach()).all().to(torch.float32).reshape(1)
@@ -74,8 +83,7 @@ class NonFiniteSkipOptimWrapper(NonFiniteStepGuard, OptimWrapper):
     """MMEngine's ``OptimWrapper`` (same arguments) that skips steps with a non-finite loss or gradients."""
 
     def step(self, **kwargs) -> None:
-        params = self._parameters_with_grad()
-        if params and not torch.isfinite(torch.nn.utils.get_total_norm([p.grad for p in params])):
+        if non_finite_indices([p.grad for p in self._parameters_with_grad()]):
             self._record_skip('non-finite gradients')
             return
         super().step(**kwargs)
