@@ -10,7 +10,8 @@ from mmengine.logging import MMLogger
 from mmdet.registry import MODELS
 from fiber_mmdet.datasets import FilteredCocoDataset, FilteredODVGDataset
 from fiber_mmdet.engine.data_root import override_data_root
-from fiber_mmdet.evaluation.metrics.coco_plus_one_metric import gt_boxes_outside_images
+from fiber_mmdet.evaluation.metrics.coco_plus_one_metric import (gt_boxes_outside_images,
+                                                                 warn_gt_boxes_outside_images)
 from .conftest import Records, TOY_CONFIG
 
 
@@ -80,7 +81,17 @@ def test_coco_ground_truth_outside_the_image_is_found(tmp_path):
                             dict(id=3, image_id=1, category_id=1, bbox=[-5, 70, 20, 20], area=400, iscrowd=0)])
     path = tmp_path / 'ann.json'
     path.write_text(json.dumps(ann))
-    assert gt_boxes_outside_images(COCO(str(path))) == [2, 3]
+    coco = COCO(str(path))
+    assert gt_boxes_outside_images(coco) == [2, 3]
+    records = Records()
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(records)
+    try:
+        warn_gt_boxes_outside_images(coco, str(path), logger)
+    finally:
+        logger.removeHandler(records)
+    assert records.messages == [f'{path}: 2 ground-truth box(es) in 1 image(s) reach outside their image (annotation '
+                                'ids [2, 3], image ids [1]); they are evaluated as annotated and can lower AP']
 
 
 def test_data_root_override_moves_every_path_of_the_toy_config():
