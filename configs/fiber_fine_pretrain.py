@@ -31,7 +31,7 @@ meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'fl
 # We implement the intended behaviour: positives are always kept and the 4th value is ignored.
 caption = dict(type='ODToGroundingCaption', tokenizer_name=tokenizer, num_sample_negative=85, max_tokens=256,
                control_prob=(0.05, 0.05, 0.5, 0.2))
-load = [dict(type='LoadImageFromFile', imdecode_backend='pillow'), dict(type='LoadAnnotations', with_bbox=True)]
+load = [dict(type='CheckedLoadImageFromFile', imdecode_backend='pillow'), dict(type='LoadAnnotations', with_bbox=True)]
 resize_flip = [
     dict(type='ShortSideResize', short_sides=(480, 560, 640, 720, 800), max_long_side=1333),
     dict(type='RandomFlip_GLIP', prob=0.5),  # captions are not rewritten on flip, as in the original
@@ -69,7 +69,7 @@ test_dataloader = None
 test_evaluator = None
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='NonFiniteSkipAmpOptimWrapper',  # AmpOptimWrapper that skips (and counts) non-finite steps
     loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01),
     clip_grad=dict(max_norm=1.0, norm_type=2),  # full-model clipping at 1.0
@@ -81,7 +81,7 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters, milestones=lr_milestones, gamma=0.1),
 ]
 custom_hooks = [
-    dict(type='EMAHook', momentum=0.001, update_buffers=True),  # constant-decay EMA 0.999 (ema_state_dict)
+    dict(type='NonFiniteSkipEMAHook', momentum=0.001, update_buffers=True),  # constant-decay EMA 0.999 (ema_state_dict)
     dict(type='WeightDecayScheduleHook', milestones=lr_milestones, gamma=0.1, fraction=0.667),
 ]
 default_hooks = dict(

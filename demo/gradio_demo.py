@@ -129,7 +129,7 @@ class GroundingDemo:
         try:
             kwargs = prompt_kwargs(mode, text, phrases)
             sample = self.inferencer(image_path, return_datasamples=True, **kwargs)['predictions'][0]
-        except (PromptError, OSError) as e:  # OSError: FIBERInferencer's ImageReadError and unreadable files
+        except (PromptError, OSError) as e:  # OSError: FIBERInferencer's ImageLoadError and unreadable files
             raise gr.Error(str(e), duration=None) from e
         if mode == 'referring expression' and len(sample.pred_instances):
             # an expression names one object: its best box is the answer, the one box drawn and listed

@@ -26,7 +26,7 @@ from typing import List, Optional
 
 from rich.progress import track
 
-from fiber_mmdet.apis import FIBERInferencer, ImageReadError, best_detection
+from fiber_mmdet.apis import FIBERInferencer, ImageLoadError, best_detection
 from fiber_mmdet.utils import PromptError
 
 
@@ -80,7 +80,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         except PromptError as e:  # the same text fails on every image
             print(f'error: {e}', file=sys.stderr)
             return 2
-        except (ImageReadError, FileNotFoundError) as e:
+        except (ImageLoadError, FileNotFoundError) as e:
             failed.append((image, str(e)))
             print(f'skipped: {e}', file=sys.stderr)
             continue

@@ -30,6 +30,7 @@ from mmdet.registry import METRICS
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import fiber_mmdet  # noqa: F401  (registers fiber_mmdet's modules in mmdet's registries)
+from fiber_mmdet.engine.checkpoint import check_checkpoint_file
 from fiber_mmdet.engine.cli import add_runner_args, build_runner, load_runner_config, parse_runner_args
 from fiber_mmdet.engine.data_files import check_data_files
 
@@ -106,6 +107,7 @@ def main() -> None:
         set_format_only(cfg.test_evaluator, args.format_only)
     # a missing annotation file or image folder is named with where it comes from, before the model is built
     check_data_files(cfg, ['test'])
+    check_checkpoint_file(args.checkpoint)  # a missing, empty or truncated file is named before anything is built
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)

@@ -18,6 +18,7 @@ import argparse
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import fiber_mmdet  # noqa: F401  (registers fiber_mmdet's modules in mmdet's registries)
+from fiber_mmdet.engine.checkpoint import check_checkpoint_file
 from fiber_mmdet.engine.cli import add_runner_args, build_runner, load_runner_config, parse_runner_args
 from fiber_mmdet.engine.data_files import check_data_files
 
@@ -49,7 +50,7 @@ def main() -> None:
     cfg = load_runner_config(args)
 
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.type = 'NonFiniteSkipAmpOptimWrapper'  # AmpOptimWrapper that skips non-finite steps
         cfg.optim_wrapper.loss_scale = 'dynamic'
 
     if args.auto_scale_lr:
@@ -69,6 +70,8 @@ def main() -> None:
 
     # a missing annotation file or image folder is named with where it comes from, before anything is built
     check_data_files(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'])
+    if cfg.get('load_from'):  # a missing, empty or truncated checkpoint is named before anything is built
+        check_checkpoint_file(cfg.load_from)
     runner = build_runner(cfg)
     runner.train()
 

@@ -9,7 +9,9 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # tools/test.py --show-dir: ground truth | predictions, named by phrase, one picture per sample
-    visualization=dict(type='PerSampleVisualizationHook'))
+    visualization=dict(type='PerSampleVisualizationHook'),
+    # skipped non-finite steps logged, 10 in a row stop training, no checkpoint with NaN/inf weights
+    non_finite=dict(type='NonFiniteGuardHook', max_consecutive_skips=10))
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -10,6 +10,8 @@ dataset_help = 'README.md, section "Evaluation data"'
 test_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text', 'custom_entities',
                   'caption_prompt', 'tokens_positive', 'phrases', 'phrase_ids', 'dataset_mode')
 test_pipeline = [
+    # mmcv's name on purpose: mmdet's DetInferencer / inference_detector look the loader up by it; in evaluation
+    # the ContainBadSamples loops name (or count) an unreadable image themselves
     dict(type='LoadImageFromFile', imdecode_backend='pillow'),
     dict(type='ShortSideResize', short_sides=(800, ), max_long_side=1333),
     dict(type='LoadAnnotations', with_bbox=True),
@@ -22,5 +24,7 @@ test_dataloader = dict(
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(test_mode=True, pipeline=test_pipeline))
-test_cfg = dict(type='TestLoop')
+# strict: a bad image or prompt stops the run with the sample named, so a published number is never computed on a
+# partial set; --cfg-options test_cfg.on_bad_sample=skip counts and skips them (metrics: bad_samples/skipped)
+test_cfg = dict(type='ContainBadSamplesTestLoop', on_bad_sample='raise')
 default_hooks = dict(logger=dict(interval=50))

@@ -29,14 +29,14 @@ meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'fl
              'custom_entities', 'tokens_positive', 'phrases', 'phrase_ids')
 caption = dict(type='ODToGroundingCaption', tokenizer_name=tokenizer_dir, num_sample_negative=85,
                max_tokens=max_tokens, control_prob=(0.05, 0.05, 0.5, 0.2))
-load = [dict(type='LoadImageFromFile', imdecode_backend='pillow'), dict(type='LoadAnnotations', with_bbox=True)]
+load = [dict(type='CheckedLoadImageFromFile', imdecode_backend='pillow'), dict(type='LoadAnnotations', with_bbox=True)]
 train_pipeline = load + [
     dict(type='ClipBoxesToImage', offset=1), caption,
     dict(type='ShortSideResize', short_sides=(128, 144, 160), max_long_side=256),
     dict(type='RandomFlip_GLIP', prob=0.0),  # captions say "left of": no flip on this data
     dict(type='PackDetInputs', meta_keys=meta_keys)
 ]
-test_pipeline = [
+test_pipeline = [  # mmcv's loader by name, as mmdet's DetInferencer needs (see _base_/fiber_b_zero_shot.py)
     dict(type='LoadImageFromFile', imdecode_backend='pillow'),
     dict(type='ShortSideResize', short_sides=(144, ), max_long_side=256),
     dict(type='LoadAnnotations', with_bbox=True),
@@ -84,11 +84,11 @@ val_evaluator = dict(
 test_evaluator = val_evaluator
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+val_cfg = dict(type='ContainBadSamplesValLoop', on_bad_sample='raise')
+test_cfg = dict(type='ContainBadSamplesTestLoop', on_bad_sample='raise')
 
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='NonFiniteSkipOptimWrapper',  # OptimWrapper that skips (and counts) steps with a NaN/inf loss
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01),
     clip_grad=dict(max_norm=1.0, norm_type=2),
     constructor='FIBEROptimWrapperConstructor',

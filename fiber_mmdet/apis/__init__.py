@@ -1,4 +1,4 @@
 """Inference on your own images: :class:`FIBERInferencer` (MMDetection's ``DetInferencer`` for FIBER)."""
-from .inferencer import FIBERInferencer, ImageReadError, best_detection, dataset_class_names
+from .inferencer import FIBERInferencer, ImageLoadError, best_detection, dataset_class_names
 
-__all__ = ['FIBERInferencer', 'ImageReadError', 'best_detection', 'dataset_class_names']
+__all__ = ['FIBERInferencer', 'ImageLoadError', 'best_detection', 'dataset_class_names']

@@ -9,14 +9,10 @@ from mmengine.dataset import Compose
 from mmdet.apis import DetInferencer
 from mmdet.evaluation import get_classes
 from mmdet.structures import DetDataSample
-from ..engine.checkpoint import register_checkpoint_safe_globals
+from ..datasets.transforms.loading import ImageLoadError, image_load_error
 from ..utils import PromptError
 
 TextsType = Union[None, str, Sequence[str], Sequence[Sequence[str]]]
-
-
-class ImageReadError(OSError):
-    """An input image that cannot be read or prepared; the message names the file."""
 
 
 def dataset_class_names(texts: str) -> Optional[Tuple[str, ...]]:
@@ -32,7 +28,7 @@ def dataset_class_names(texts: str) -> Optional[Tuple[str, ...]]:
 
 
 class _PipelineNamingTheInput:
-    """The test pipeline; any failure is re-raised as :class:`ImageReadError` naming the input."""
+    """The test pipeline; any failure is re-raised as an ``ImageLoadError`` naming the input file."""
 
     def __init__(self, pipeline: Compose) -> None:
         self.pipeline = pipeline
@@ -40,11 +36,13 @@ class _PipelineNamingTheInput:
     def __call__(self, inputs):
         try:
             return self.pipeline(inputs)
+        except ImageLoadError:
+            raise
         except Exception as e:
-            where = inputs.get('img_path', 'an array input') if isinstance(inputs, dict) else inputs
-            where = where if isinstance(where, str) else 'an array input'
-            raise ImageReadError(f'{where}: cannot be read or prepared as an image ({type(e).__name__}: {e})') \
-                from e
+            path = inputs.get('img_path', None) if isinstance(inputs, dict) else inputs
+            if isinstance(path, str):
+                raise image_load_error(path, e) from e
+            raise ImageLoadError(f'an array input cannot be prepared: {type(e).__name__}: {e}') from e
 
 
 class FIBERInferencer(DetInferencer):
@@ -58,7 +56,7 @@ class FIBERInferencer(DetInferencer):
     * ``texts='$: coco'`` (or any dataset mmdet knows, e.g. ``'$: lvis'``) runs that dataset's class names;
       long class lists are split into prompts that fit, never truncated;
     * ``tokens_positive`` may list the phrases themselves (``['a man', 'a horse']``) instead of their spans;
-    * an image that cannot be read raises :class:`ImageReadError` naming the file; a prompt that cannot be built
+    * an image that cannot be read raises :class:`ImageLoadError` naming the file; a prompt that cannot be built
       raises :class:`~fiber_mmdet.utils.PromptError`.
 
     The text forms (``texts`` / ``custom_entities`` / ``tokens_positive``):
@@ -76,10 +74,6 @@ class FIBERInferencer(DetInferencer):
         >>> out['predictions'][0]['label_names'][:2]
         ['circle', 'square']
     """
-
-    def __init__(self, *args, **kwargs) -> None:
-        register_checkpoint_safe_globals()  # our Runner checkpoints under torch's weights-only loading
-        super().__init__(*args, **kwargs)
 
     def _init_pipeline(self, cfg) -> _PipelineNamingTheInput:
         return _PipelineNamingTheInput(super()._init_pipeline(cfg))

@@ -3,15 +3,26 @@
 * :class:`FIBEROptimWrapperConstructor` -- FIBER's parameter groups (2x lr and no weight decay for every
   parameter whose name contains ``bias``, a separate learning rate for the language model).
 * :class:`WeightDecayScheduleHook` -- FIBER's weight-decay drops ahead of the LR milestones.
-* :func:`register_checkpoint_safe_globals` -- lets MMEngine 0.10.7 load Runner checkpoints on torch >= 2.6.
+* :class:`NonFiniteSkipOptimWrapper` / :class:`NonFiniteSkipAmpOptimWrapper`, :class:`NonFiniteGuardHook`,
+  :class:`NonFiniteSkipEMAHook` -- a step with a NaN/inf loss or gradients is skipped, logged and counted, a run
+  of them stops training, and no checkpoint with non-finite weights is written.
+* :func:`register_checkpoint_safe_globals` -- lets MMEngine 0.10.7 load Runner checkpoints on torch >= 2.6
+  (called by ``import fiber_mmdet``).
+* :class:`ContainBadSamplesTestLoop` / :class:`ContainBadSamplesValLoop` -- an unreadable image or a prompt
+  that cannot be built is named, and stops the evaluation (strict) or is counted and skipped.
 * :func:`setup_cpu_distributed` -- ``--launcher pytorch`` on machines without CUDA (gloo).
 """
 from .checkpoint import register_checkpoint_safe_globals
 from .dist import setup_cpu_distributed
-from .hooks import PerSampleVisualizationHook, RankZeroLoggerHook, WeightDecayScheduleHook
-from .optimizers import FIBEROptimWrapperConstructor
+from .hooks import (NonFiniteGuardHook, NonFiniteSkipEMAHook, NonFiniteTrainingError, PerSampleVisualizationHook,
+                    RankZeroLoggerHook, WeightDecayScheduleHook)
+from .optimizers import FIBEROptimWrapperConstructor, NonFiniteSkipAmpOptimWrapper, NonFiniteSkipOptimWrapper
+from .runner import BadSampleError, ContainBadSamplesTestLoop, ContainBadSamplesValLoop
 
 __all__ = [
-    'FIBEROptimWrapperConstructor', 'PerSampleVisualizationHook', 'RankZeroLoggerHook', 'WeightDecayScheduleHook', 'register_checkpoint_safe_globals',
+    'BadSampleError', 'ContainBadSamplesTestLoop', 'ContainBadSamplesValLoop', 'FIBEROptimWrapperConstructor',
+    'NonFiniteGuardHook', 'NonFiniteSkipAmpOptimWrapper', 'NonFiniteSkipEMAHook', 'NonFiniteSkipOptimWrapper',
+    'NonFiniteTrainingError', 'PerSampleVisualizationHook', 'RankZeroLoggerHook', 'WeightDecayScheduleHook',
+    'register_checkpoint_safe_globals',
     'setup_cpu_distributed'
 ]

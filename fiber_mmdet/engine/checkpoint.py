@@ -7,7 +7,9 @@ and ``tools/test.py`` on our own checkpoints (upstream: open-mmlab/mmengine PR 1
 weights-only unpickler off (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, which also works) we allow-list exactly the
 globals such a checkpoint references.
 """
+import os
 import pickle
+import zipfile
 from typing import Any, Callable, List, Tuple, Union
 
 import numpy as np
@@ -70,3 +72,25 @@ def register_checkpoint_safe_globals() -> bool:
         return False
     add_safe_globals(checkpoint_safe_globals())
     return True
+
+
+def check_checkpoint_file(path: str) -> None:
+    """Fail early, naming ``path``, when a local checkpoint file is missing, empty or truncated (torch's own
+    error, "PytorchStreamReader failed reading zip archive", names no file). Remote paths are left to MMEngine.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is empty, or a zip archive (torch's format) without its end (a cut-off copy).
+    """
+    if '://' in path:
+        return
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path} does not exist')
+    size = os.path.getsize(path)
+    if size == 0:
+        raise ValueError(f'{path}: the checkpoint file is empty (0 bytes)')
+    with open(path, 'rb') as f:
+        is_zip = f.read(4) == b'PK\x03\x04'
+    if is_zip and not zipfile.is_zipfile(path):
+        raise ValueError(f'{path}: the checkpoint is truncated ({size} bytes; the end of its zip archive is '
+                         'missing): copy or download it again')

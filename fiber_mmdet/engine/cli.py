@@ -9,6 +9,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .checkpoint import register_checkpoint_safe_globals
+from .data_root import override_data_root
 from .dist import setup_cpu_distributed
 
 
@@ -36,13 +37,18 @@ def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
 
 
 def load_runner_config(args: argparse.Namespace) -> Config:
-    """The config with ``--cfg-options`` merged, the launcher set and ``work_dir`` resolved
-    (CLI > config > ``./work_dirs/<config name>``); also allow-lists the globals of our own checkpoints."""
+    """The config with ``--cfg-options`` merged (a ``data_root`` override moves every path built from it, see
+    :func:`override_data_root`), the launcher set and ``work_dir`` resolved (CLI > config >
+    ``./work_dirs/<config name>``); also allow-lists the globals of our own checkpoints."""
     register_checkpoint_safe_globals()
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+        options = dict(args.cfg_options)
+        for key in [k for k in options if '.' not in k and k.endswith('data_root')]:
+            # paths were built from the root when the config was parsed: move them all along
+            override_data_root(cfg, key, options.pop(key))
+        cfg.merge_from_dict(options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:

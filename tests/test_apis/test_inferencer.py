@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fiber_mmdet.apis import FIBERInferencer, ImageReadError
+from fiber_mmdet.apis import FIBERInferencer, ImageLoadError
 from fiber_mmdet.utils import PromptError
 from ..conftest import TOY_CONFIG, grounding_records, image_size, val_images
 
@@ -120,9 +120,9 @@ def test_unreadable_images_are_errors_naming_the_file(inferencer, toy_dir, tmp_p
     truncated = tmp_path / 'truncated.png'
     truncated.write_bytes(open(val_images(toy_dir)[0], 'rb').read()[:200])
     for bad in (empty, truncated):
-        with pytest.raises(ImageReadError, match=str(bad)):
+        with pytest.raises(ImageLoadError, match=str(bad)):
             inferencer(str(bad), texts='circle', custom_entities=True)
-    with pytest.raises((ImageReadError, FileNotFoundError), match='missing.png'):
+    with pytest.raises((ImageLoadError, FileNotFoundError), match='missing.png'):
         inferencer(str(tmp_path / 'missing.png'), texts='circle', custom_entities=True)
 
 

@@ -28,11 +28,11 @@ def _types(obj):
 def test_all_configs_load_and_use_registered_types(repo_root):
     from mmengine.registry import EVALUATOR, METRICS, PARAM_SCHEDULERS, LOOPS, DATA_SAMPLERS, OPTIM_WRAPPERS
     from mmdet.registry import METRICS as DET_METRICS, EVALUATOR as DET_EVALUATOR, TASK_UTILS, VISUALIZERS
-    from mmdet.registry import DATA_SAMPLERS as DET_SAMPLERS
+    from mmdet.registry import DATA_SAMPLERS as DET_SAMPLERS, LOOPS as DET_LOOPS, OPTIM_WRAPPERS as DET_WRAPPERS
     from mmengine.registry import VISBACKENDS, OPTIMIZERS, LOG_PROCESSORS
     registries = [MODELS, DATASETS, TRANSFORMS, HOOKS, OPTIM_WRAPPER_CONSTRUCTORS, EVALUATOR, METRICS,
                   PARAM_SCHEDULERS, LOOPS, DATA_SAMPLERS, OPTIM_WRAPPERS, DET_METRICS, DET_EVALUATOR, TASK_UTILS,
-                  VISUALIZERS, VISBACKENDS, OPTIMIZERS, LOG_PROCESSORS, DET_SAMPLERS]
+                  VISUALIZERS, VISBACKENDS, OPTIMIZERS, LOG_PROCESSORS, DET_SAMPLERS, DET_LOOPS, DET_WRAPPERS]
     files = _config_files(repo_root)
     assert len(files) >= 5
     for path in files:
@@ -43,6 +43,20 @@ def test_all_configs_load_and_use_registered_types(repo_root):
         # mmengine's LoggerHook makes every rank write the test JSON to one path (corrupt under dist_test.sh)
         if 'default_hooks' in cfg:  # runnable configs, not the model / dataset-table bases
             assert cfg.default_hooks.logger.type == 'RankZeroLoggerHook', path
+            # non-finite steps are skipped, counted and stop a run of them; no NaN checkpoint (issue 11)
+            assert cfg.default_hooks.non_finite.type == 'NonFiniteGuardHook', path
+            if cfg.get('optim_wrapper'):
+                assert cfg.optim_wrapper.type.startswith('NonFiniteSkip'), path
+            # mmdet's DetInferencer / inference_detector replace the test loader found by this exact name
+            if cfg.get('test_dataloader'):
+                pipeline = cfg.test_dataloader.dataset.get('pipeline', None)
+                if pipeline:
+                    assert pipeline[0].type == 'LoadImageFromFile', path
+            # a bad image or prompt stops a benchmark run with the sample named (strict by default)
+            for loop in ('val_cfg', 'test_cfg'):
+                if cfg.get(loop):
+                    assert cfg[loop].type.startswith('ContainBadSamples'), (path, loop)
+                    assert cfg[loop].on_bad_sample == 'raise', (path, loop)
 
 
 @pytest.mark.parametrize('name,batch,iters', [('fiber_toy.py', 4, 1200), ('fiber_toy_2400x2.py', 2, 2400)])
@@ -63,10 +77,10 @@ def test_pretrain_recipe_values(repo_root):
     assert cfg.param_scheduler[1].milestones == [536_000, 712_000]
     assert cfg.optim_wrapper.optimizer.lr == 1e-4 and cfg.optim_wrapper.optimizer.weight_decay == 0.01
     assert cfg.optim_wrapper.paramwise_cfg.language_model_lr_mult == 0.1  # 1e-5 for the language model
-    assert cfg.optim_wrapper.clip_grad.max_norm == 1.0 and cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.clip_grad.max_norm == 1.0 and cfg.optim_wrapper.type == 'NonFiniteSkipAmpOptimWrapper'
     assert cfg.model.backbone.frozen_stages == 1
     assert cfg.default_hooks.checkpoint.interval == 2500
-    assert {h.type for h in cfg.custom_hooks} == {'EMAHook', 'WeightDecayScheduleHook'}
+    assert {h.type for h in cfg.custom_hooks} == {'NonFiniteSkipEMAHook', 'WeightDecayScheduleHook'}
     assert cfg.auto_scale_lr.base_batch_size == 64
 
 

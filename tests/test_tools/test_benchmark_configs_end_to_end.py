@@ -194,11 +194,18 @@ def tiny_fiber(tmp_path_factory):
     state_dict['bbox_head.head.bias0'] = torch.zeros_like(state_dict['bbox_head.head.bias0'])
     checkpoint = str(root / 'tiny_fiber.pth')
     torch.save({'state_dict': state_dict, 'meta': {}}, checkpoint)
+    # the RefCOCO configs build FIBER v3 (i2t_query_norm): its checkpoint has the query LayerNorms too (a v2 one is
+    # rejected at load). Same weights as the v2 one, LayerNorms at their init (1, 0).
+    tiny.backbone.i2t_query_norm = True
+    v3_state = MODELS.build(tiny).state_dict()
+    v3_state.update(state_dict)
+    checkpoint_v3 = str(root / 'tiny_fiber_v3.pth')
+    torch.save({'state_dict': v3_state, 'meta': {}}, checkpoint_v3)
     # 40 cleaned LVIS names fit one prompt of the model's 256 tokens
     lvis_prompts = [t for t in texts if t.count('. ') == 39]
     assert len(lvis_prompts) == LVIS_PROMPTS - 1
     assert max(len(model.language_model.tokenizer(t)['input_ids']) for t in lvis_prompts) <= 256
-    return dict(checkpoint=checkpoint, overrides=overrides)
+    return dict(checkpoint=checkpoint, checkpoint_v3=checkpoint_v3, overrides=overrides)
 
 
 def write_test_config(run_dir: Path, benchmark: str, overrides: dict) -> str:
@@ -361,7 +368,7 @@ def _single_run(tmp_path_factory, tiny_fiber, benchmark: str, write_data) -> dic
     run_dir = tmp_path_factory.mktemp(benchmark)
     data = write_data(run_dir)
     config = write_test_config(run_dir, benchmark, tiny_fiber['overrides'])
-    run = run_test_tool(run_dir, config, tiny_fiber['checkpoint'])
+    run = run_test_tool(run_dir, config, tiny_fiber['checkpoint_v3' if benchmark == 'refcoco' else 'checkpoint'])
     run.update(data=data, metrics=read_test_metrics(run['work_dir']), preds=load_predictions(run['out']))
     return run
 
@@ -576,7 +583,7 @@ def test_dist_test_refcoco_matches_single_process(refcoco_run, tiny_fiber):
     run_dir = refcoco_run['dir']
     work_dir = str(run_dir / 'dist_work_dir')
     out = osp.join(work_dir, 'preds.pkl')
-    log = run_tool([str(TOOLS / 'dist_test.sh'), refcoco_run['config'], tiny_fiber['checkpoint'], '2',
+    log = run_tool([str(TOOLS / 'dist_test.sh'), refcoco_run['config'], tiny_fiber['checkpoint_v3'], '2',
                     '--work-dir', work_dir, '--out', out], cwd=str(run_dir), extra_env=dict(PORT=str(free_port())))
     assert "backend 'gloo', rank 0/2" in log
     single = refcoco_run['metrics']

@@ -9,7 +9,7 @@ model. On the golden fixture the "+1" moves AP by ~3 points (0.2477 vs 0.2180), 
 import os.path as osp
 import tempfile
 from collections import OrderedDict
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from mmengine.fileio import load
@@ -22,6 +22,32 @@ from mmdet.registry import METRICS
 # Index of each summary number in ``COCOeval.stats`` (pycocotools' fixed order). The AR names are built from
 # ``proposal_nums`` (the three ``maxDets``), see ``_stat_names``.
 _AP_NAMES = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
+
+
+def gt_boxes_outside_images(coco: COCO, tolerance: float = 1e-3) -> List[int]:
+    """Ids of the ground-truth annotations whose xywh box reaches outside its image (``x < 0``, ``y < 0``,
+    ``x + w > width`` or ``y + h > height``, beyond ``tolerance`` pixels)."""
+    outside = []
+    for ann in coco.dataset.get('annotations', []):
+        image = coco.imgs.get(ann['image_id'], {})
+        if 'bbox' not in ann or 'width' not in image:
+            continue
+        x, y, w, h = ann['bbox']
+        if (x < -tolerance or y < -tolerance or x + w > image['width'] + tolerance
+                or y + h > image['height'] + tolerance):
+            outside.append(ann['id'])
+    return outside
+
+
+def warn_gt_boxes_outside_images(coco: COCO, ann_file: Optional[str], logger: MMLogger) -> None:
+    """Warn (with the count and the first ids) when ground-truth boxes lie outside their image: they stay in
+    the evaluation as the annotation file defines them, and can lower AP."""
+    outside = gt_boxes_outside_images(coco)
+    if outside:
+        images = sorted({coco.anns[i]['image_id'] for i in outside})
+        logger.warning(f'{ann_file}: {len(outside)} ground-truth box(es) in {len(images)} image(s) reach outside '
+                       f'their image (annotation ids {outside[:10]}, image ids {images[:10]}); they are evaluated '
+                       'as annotated and can lower AP')
 
 
 @METRICS.register_module()
@@ -69,6 +95,7 @@ class CocoPlusOneMetric(CocoMetric):
             raise ValueError('proposal_nums must hold the three COCOeval maxDets, e.g. (1, 10, 100), '
                              f'got {self.proposal_nums}.')
         self.box_plus_one = box_plus_one
+        self.ann_file = kwargs.get('ann_file', None)
         names = self._stat_names()
         if self.metric_items is not None:
             unknown = [item for item in self.metric_items if item not in names]
@@ -124,6 +151,7 @@ class CocoPlusOneMetric(CocoMetric):
                 self.cat_ids = self._coco_api.get_cat_ids(cat_names=self.dataset_meta['classes'])
             if self.img_ids is None:
                 self.img_ids = self._coco_api.get_img_ids()
+                warn_gt_boxes_outside_images(self._coco_api, self.ann_file, logger)
 
             result_files = self.results2json(preds, outfile_prefix)
             if self.format_only:

@@ -14,6 +14,7 @@ from mmdet.models.dense_heads.atss_vlfusion_head import (ATSSVLFusionHead, VLFus
                                                           convert_grounding_to_cls_scores)
 from mmdet.registry import MODELS
 from mmdet.utils import InstanceList, OptInstanceList, reduce_mean
+from ..layers.fp32_deform_conv import use_fp32_deform_convs
 
 
 class FIBERFusionModule(VLFusionModule):
@@ -35,6 +36,7 @@ class FIBERFusionModule(VLFusionModule):
         self.use_checkpoint = use_checkpoint
         self.lang_dim = lang_dim
         self._init_layers()
+        use_fp32_deform_convs(self)  # float32 under AMP, as the original
 
 
 @MODELS.register_module()
@@ -135,7 +137,17 @@ class FIBERHead(ATSSVLFusionHead):
                      batch_img_metas: List[dict],
                      batch_gt_instances_ignore: OptInstanceList = None) -> dict:
         """Losses from per-level token logits (B, H*W*A, num_tokens), box deltas (B, 4A, H, W) and centerness
-        logits (B, A, H, W). Needs ``self.text_masks`` (B, num_tokens) set by :meth:`loss`."""
+        logits (B, A, H, W). Needs ``self.text_masks`` (B, num_tokens) set by :meth:`loss`.
+
+        Computed in float32 with autocast off, as the original does under AMP: the head outputs are cast up."""
+        with torch.autocast(device_type=cls_scores[0].device.type, enabled=False):
+            return self._loss_by_feat_fp32([s.float() for s in cls_scores], [p.float() for p in bbox_preds],
+                                           [c.float() for c in centernesses], batch_gt_instances,
+                                           batch_img_metas, batch_gt_instances_ignore)
+
+    def _loss_by_feat_fp32(self, cls_scores: List[Tensor], bbox_preds: List[Tensor], centernesses: List[Tensor],
+                           batch_gt_instances: InstanceList, batch_img_metas: List[dict],
+                           batch_gt_instances_ignore: OptInstanceList = None) -> dict:
         if not self.reg_decoded_bbox:
             raise ValueError('FIBERHead computes the GIoU loss on decoded boxes: set reg_decoded_bbox=True')
         featmap_sizes = [featmap.size()[-2:] for featmap in bbox_preds]

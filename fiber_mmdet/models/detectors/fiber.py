@@ -12,6 +12,7 @@ from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ...utils import (PromptError, build_class_prompt, build_positive_map, chunk_class_names,
                       label_to_token_indices)
+from ...utils.checkpoint_fit import check_checkpoint_fits
 from ...utils.grounding_prompts import (check_class_names, check_expression, entity_names, resolve_phrases,
                                         split_class_names)
 from ..backbones.fusion_swin import SwinState
@@ -64,6 +65,11 @@ class FIBER(SingleStageDetector):
         bbox_head (dict): :class:`FIBERHead` config.
         language_model (dict): :class:`FusedRoberta` config. Its ``fused_layers`` pair, in order, with the
             backbone's ``fusion_blocks``; widths are checked at construction.
+        checkpoint_fit (dict, optional): how loaded weights are checked, whatever loads them (``load_from``,
+            ``tools/test.py``, ``init_detector``, ``DetInferencer``, EMA copies): ``allow_partial`` (default
+            False: a checkpoint with missing, unexpected or differently sized weights is an error that names
+            them and the likely cause; True loads what fits and logs the counts), ``allowed_missing`` /
+            ``allowed_unexpected`` (regex patterns of keys that may be absent / extra).
     """
 
     def __init__(self,
@@ -74,11 +80,17 @@ class FIBER(SingleStageDetector):
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
-                 init_cfg: OptMultiConfig = None) -> None:
+                 init_cfg: OptMultiConfig = None,
+                 checkpoint_fit: OptConfigType = None) -> None:
         super().__init__(backbone=backbone, neck=neck, bbox_head=bbox_head, train_cfg=train_cfg,
                          test_cfg=test_cfg, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.language_model = MODELS.build(language_model)
         self._check_fusion_pairing()
+        self.checkpoint_fit = dict(checkpoint_fit or {})
+        unknown = set(self.checkpoint_fit) - {'allow_partial', 'allowed_missing', 'allowed_unexpected'}
+        if unknown:
+            raise ValueError(f'model.checkpoint_fit: unknown key(s) {sorted(unknown)}; expected allow_partial, '
+                             'allowed_missing, allowed_unexpected')
         self._prompt_cache: Dict[str, List[Prompt]] = {}
         self._text_cache: 'OrderedDict[str, Tuple[dict, Tensor]]' = OrderedDict()
 
@@ -86,9 +98,11 @@ class FIBER(SingleStageDetector):
         self._text_cache.clear()  # weights change in training (and EMA swaps them before validation)
         return super().train(mode)
 
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # the whole detector's weights are checked here, before any submodule loads (see ``checkpoint_fit``)
+        check_checkpoint_fits(self, state_dict, prefix, what='FIBER', **self.checkpoint_fit)
         self._text_cache.clear()
-        super()._load_from_state_dict(*args, **kwargs)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _check_fusion_pairing(self) -> None:
         blocks = self.backbone.fusion_blocks

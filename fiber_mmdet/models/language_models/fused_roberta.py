@@ -226,6 +226,7 @@ class FusedRoberta(BaseModel):
         if tokenizer is not None:
             from transformers import AutoTokenizer
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+            self._check_vocabulary(tokenizer)
         if name is not None and load_pretrained:
             self.load_roberta_weights(name)
 
@@ -239,6 +240,16 @@ class FusedRoberta(BaseModel):
                                   or not 0 <= self.fused_layers[0] or self.fused_layers[-1] >= n):
             raise ValueError(f'fused_layers must be consecutive text layers within 0..{n - 1}, '
                              f'got {self.fused_layers}')
+
+    def _check_vocabulary(self, source: str) -> None:
+        """Every token id the tokenizer can produce must have a row in the embedding table (else a bare
+        ``IndexError`` deep in the first forward)."""
+        num_ids = len(self.tokenizer)
+        rows = self.config.vocab_size
+        if num_ids > rows:
+            raise ValueError(f'the tokenizer {source!r} has {num_ids} token ids but the text model\'s embedding '
+                             f'table has {rows} rows (language_model.config.vocab_size): use the tokenizer the '
+                             f'model was built for, or set vocab_size >= {num_ids}')
 
     @property
     def config(self):
