@@ -106,6 +106,8 @@ def _toy_dataset(toy_cfg, root, split):
     from mmdet.registry import DATASETS
     dataset = copy.deepcopy(toy_cfg.train_dataloader.dataset.datasets[0] if split == 'train_od'
                             else toy_cfg.val_dataloader.dataset.datasets[0])
+    if split == 'val':  # the test sets share the concatenation's pipeline
+        dataset.pipeline = copy.deepcopy(toy_cfg.val_dataloader.dataset.pipeline)
     dataset.data_root = root + '/'
     return DATASETS.build(dataset)
 
