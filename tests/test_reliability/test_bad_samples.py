@@ -1,56 +1,53 @@
 """Bad evaluation samples (a prompt that cannot be built, an unreadable image) are named; strict stops, tolerant
 counts and skips them while the rest is evaluated. The image-level cases run through tools/test.py in
-test_tools_faults.py; here a PromptError is injected per sample into a real Runner test loop."""
+test_tools_faults.py; here each bad prompt form goes through the toy FIBER in a Runner test loop."""
 import copy
 
 import numpy as np
 import pytest
 import torch
 from mmengine.evaluator import BaseMetric
-from mmengine.model import BaseModel
 from mmengine.runner import Runner
-from mmengine.structures import InstanceData
 from torch.utils.data import Dataset
 
 from mmdet.registry import METRICS
-from mmdet.structures import DetDataSample
 from fiber_mmdet.datasets.transforms import CheckedLoadImageFromFile, ImageLoadError
 from fiber_mmdet.engine import BadSampleError
 from fiber_mmdet.engine.runner.contain_bad_samples_loop import ContainedPipeline
 from fiber_mmdet.utils import PromptError
 from .conftest import corrupt_copy
 
-TEXTS = ['red circle', '', 'blue square', '. . .']  # samples 1 and 3 cannot be prompted
+# (text, tokens_positive, custom_entities, what FIBER's prompt builder says): one fine sample, then each bad form
+PROMPTS = [
+    ('circle . square', None, True, None),
+    ('', None, True, 'names no class'),
+    ('. . .', None, True, 'names no class'),
+    ('a red circle', ['a blue square'], False, "'a blue square' is not in the caption"),
+    ('a red circle', [[[9, 2]]], False, r'\[9, 2\] is reversed'),
+    ('a red circle', [[[2, 40]]], False, 'outside the caption'),
+    (' '.join(['the small red circle'] * 30), -1, False, 'reads at most 64'),
+]
 
 
-class TextDataset(Dataset):
-    """Four samples with a text each (an index in ``img_path`` to name them)."""
-    metainfo = dict(classes=('thing', ))
+class PromptDataset(Dataset):
+    """The first toy validation image through the toy test pipeline, once per prompt of :data:`PROMPTS`."""
+
+    def __init__(self, toy_cfg, toy_root: str) -> None:
+        from mmengine.dataset import Compose
+        import os
+        import os.path as osp
+        self.pipeline = Compose(copy.deepcopy(toy_cfg.test_dataloader.dataset.pipeline))
+        folder = osp.join(toy_root, 'images', 'val')
+        self.image = osp.join(folder, sorted(os.listdir(folder))[0])
+        self.metainfo = dict(classes=('circle', 'square'))
 
     def __len__(self) -> int:
-        return len(TEXTS)
+        return len(PROMPTS)
 
     def __getitem__(self, i):
-        sample = DetDataSample(metainfo=dict(img_path=f'img_{i}.png', img_id=i, text=TEXTS[i]))
-        return dict(inputs=torch.zeros(3, 4, 4), data_samples=sample)
-
-
-class PromptModel(BaseModel):
-    """Predicts one box per sample; a text without a letter is a PromptError, as FIBER's prompt builder raises."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(1))
-        self.batches = []
-
-    def forward(self, inputs, data_samples, mode='predict'):
-        self.batches.append(len(data_samples))
-        for s in data_samples:
-            if not any(c.isalpha() for c in s.text):
-                raise PromptError(f'prompt {s.text!r} has no phrase')
-            s.pred_instances = InstanceData(bboxes=torch.ones(1, 4), scores=torch.ones(1),
-                                            labels=torch.zeros(1, dtype=torch.long))
-        return data_samples
+        text, tokens_positive, custom_entities, _ = PROMPTS[i]
+        return self.pipeline(dict(img_path=self.image, img_id=i, text=text, tokens_positive=tokens_positive,
+                                  custom_entities=custom_entities))
 
 
 @METRICS.register_module(force=True)
@@ -61,30 +58,48 @@ class CountBoxesMetric(BaseMetric):
         self.results.extend(len(s['pred_instances']['bboxes']) for s in data_samples)  # the Evaluator gives dicts
 
     def compute_metrics(self, results) -> dict:
-        return dict(samples=len(results), boxes=sum(results))
+        return dict(samples=len(results), with_boxes=sum(n > 0 for n in results))
 
 
-def _runner(tmp_path, on_bad_sample):
+def _runner(tmp_path, toy_cfg, toy_root, toy_checkpoint, on_bad_sample):
+    """The real toy FIBER in a Runner test loop over :class:`PromptDataset`; every candidate box is kept (the
+    untrained model scores below the config's threshold)."""
+    model = copy.deepcopy(toy_cfg.model)
+    model.test_cfg.score_thr = 0.0
     return Runner(
-        model=PromptModel(), work_dir=str(tmp_path), experiment_name=tmp_path.name + on_bad_sample,
-        default_scope='mmdet',
-        test_dataloader=dict(dataset=TextDataset(), sampler=dict(type='DefaultSampler', shuffle=False),
-                             batch_size=2, num_workers=0, collate_fn=dict(type='pseudo_collate')),
+        model=model, load_from=toy_checkpoint, work_dir=str(tmp_path),
+        experiment_name=tmp_path.name + on_bad_sample, default_scope='mmdet',
+        test_dataloader=dict(dataset=PromptDataset(toy_cfg, toy_root), sampler=dict(type='DefaultSampler',
+                             shuffle=False), batch_size=1, num_workers=0, collate_fn=dict(type='pseudo_collate')),
         test_cfg=dict(type='ContainBadSamplesTestLoop', on_bad_sample=on_bad_sample),
         test_evaluator=dict(type='CountBoxesMetric'))
 
 
-def test_prompt_error_strict_names_the_sample(tmp_path):
-    with pytest.raises(BadSampleError, match=r"img_1.png \(img_id 1, text ''\): PromptError: prompt '' has no "
-                       r'phrase.*test_cfg.on_bad_sample="skip"'):
-        _runner(tmp_path, 'raise').test()
+def test_each_bad_prompt_form_is_a_prompt_error(toy_cfg, toy_root, toy_checkpoint):
+    """FIBER's own prompt builder on each form (the errors the loops contain)."""
+    from mmdet.registry import MODELS
+    model = MODELS.build(copy.deepcopy(toy_cfg.model)).eval()
+    dataset = PromptDataset(toy_cfg, toy_root)
+    for i, (_, _, _, message) in enumerate(PROMPTS):
+        sample = dataset[i]['data_samples']
+        if message is None:
+            assert len(model.test_prompts(sample)) == 1
+            continue
+        with pytest.raises(PromptError, match=message) as error:
+            model.test_prompts(sample)
+        assert str(error.value).startswith(dataset.image)  # the sample is named
 
 
-def test_prompt_error_tolerant_counts_and_evaluates_the_rest(tmp_path):
-    runner = _runner(tmp_path, 'skip')
-    metrics = runner.test()
-    # every sample reaches the metric (dataset order kept), the two bad ones with no detection
-    assert metrics == {'samples': 4, 'boxes': 2, 'bad_samples/skipped': 2.0}
+def test_prompt_error_strict_names_the_sample(tmp_path, toy_cfg, toy_root, toy_checkpoint):
+    with pytest.raises(BadSampleError, match=r"\(img_id 1, text ''\): PromptError: .*names no class.*"
+                       r'test_cfg.on_bad_sample="skip"'):
+        _runner(tmp_path, toy_cfg, toy_root, toy_checkpoint, 'raise').test()
+
+
+def test_prompt_error_tolerant_counts_and_evaluates_the_rest(tmp_path, toy_cfg, toy_root, toy_checkpoint):
+    metrics = _runner(tmp_path, toy_cfg, toy_root, toy_checkpoint, 'skip').test()
+    # every sample reaches the metric (order kept); the six bad ones with no detection, the good one with boxes
+    assert metrics == {'samples': 7, 'with_boxes': 1, 'bad_samples/skipped': 6.0}
 
 
 def test_unreadable_image_error_names_the_file(tmp_path):
