@@ -4,6 +4,7 @@ from typing import List, Optional
 
 import torch
 from mmcv.ops import batched_nms
+from mmcv.ops.modulated_deform_conv import ModulatedDeformConv2d
 from mmengine.config import ConfigDict
 from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
@@ -14,11 +15,13 @@ from mmdet.models.dense_heads.atss_vlfusion_head import (ATSSVLFusionHead, VLFus
                                                           convert_grounding_to_cls_scores)
 from mmdet.registry import MODELS
 from mmdet.utils import InstanceList, OptInstanceList, reduce_mean
+from ..layers.fp32_deform_conv import FP32ModulatedDeformConv2d
 
 
 class FIBERFusionModule(VLFusionModule):
     """mmdet's DyHead tower + dot-product token head, built without any hub access (``lang_dim`` is given
-    instead of read from a BERT config) and always without early fusion."""
+    instead of read from a BERT config) and always without early fusion; its deformable convolutions always
+    compute in float32, also under AMP (:class:`FP32ModulatedDeformConv2d`)."""
 
     def __init__(self, in_channels: int, feat_channels: int, num_base_priors: int, lang_dim: int,
                  num_dyhead_blocks: int = 6, use_dyrelu: bool = True, use_dyfuse: bool = True,
@@ -35,6 +38,10 @@ class FIBERFusionModule(VLFusionModule):
         self.use_checkpoint = use_checkpoint
         self.lang_dim = lang_dim
         self._init_layers()
+        for module in self.modules():
+            conv = getattr(module, 'conv', None)
+            if isinstance(conv, ModulatedDeformConv2d) and not isinstance(conv, FP32ModulatedDeformConv2d):
+                module.conv = FP32ModulatedDeformConv2d.from_module(conv)
 
 
 @MODELS.register_module()
@@ -135,7 +142,22 @@ class FIBERHead(ATSSVLFusionHead):
                      batch_img_metas: List[dict],
                      batch_gt_instances_ignore: OptInstanceList = None) -> dict:
         """Losses from per-level token logits (B, H*W*A, num_tokens), box deltas (B, 4A, H, W) and centerness
-        logits (B, A, H, W). Needs ``self.text_masks`` (B, num_tokens) set by :meth:`loss`."""
+        logits (B, A, H, W). Needs ``self.text_masks`` (B, num_tokens) set by :meth:`loss`.
+
+        Computed in float32 outside autocast whatever the dtype of the head outputs (the original's AMP
+        recipe keeps the losses in fp32)."""
+        with torch.autocast(device_type=cls_scores[0].device.type, enabled=False):
+            return self._loss_by_feat_fp32([c.float() for c in cls_scores], [b.float() for b in bbox_preds],
+                                           [c.float() for c in centernesses], batch_gt_instances,
+                                           batch_img_metas, batch_gt_instances_ignore)
+
+    def _loss_by_feat_fp32(self,
+                           cls_scores: List[Tensor],
+                           bbox_preds: List[Tensor],
+                           centernesses: List[Tensor],
+                           batch_gt_instances: InstanceList,
+                           batch_img_metas: List[dict],
+                           batch_gt_instances_ignore: OptInstanceList = None) -> dict:
         if not self.reg_decoded_bbox:
             raise ValueError('FIBERHead computes the GIoU loss on decoded boxes: set reg_decoded_bbox=True')
         featmap_sizes = [featmap.size()[-2:] for featmap in bbox_preds]
