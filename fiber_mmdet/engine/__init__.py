@@ -3,15 +3,18 @@
 * :class:`FIBEROptimWrapperConstructor` -- FIBER's parameter groups (2x lr and no weight decay for every
   parameter whose name contains ``bias``, a separate learning rate for the language model).
 * :class:`WeightDecayScheduleHook` -- FIBER's weight-decay drops ahead of the LR milestones.
+* :class:`FractionMultiStepLR` -- LR steps at fractions of the schedule (67 % / 89 %).
+* :class:`BestOnTieCheckpointHook` -- ``save_best`` that also saves on a tie, as the original's ``model_best``.
 * :func:`register_checkpoint_safe_globals` -- lets MMEngine 0.10.7 load Runner checkpoints on torch >= 2.6.
 * :func:`setup_cpu_distributed` -- ``--launcher pytorch`` on machines without CUDA (gloo).
 """
 from .checkpoint import register_checkpoint_safe_globals
 from .dist import setup_cpu_distributed
-from .hooks import RankZeroLoggerHook, WeightDecayScheduleHook
+from .hooks import BestOnTieCheckpointHook, RankZeroLoggerHook, WeightDecayScheduleHook
 from .optimizers import FIBEROptimWrapperConstructor
+from .schedulers import FractionMultiStepLR
 
 __all__ = [
-    'FIBEROptimWrapperConstructor', 'RankZeroLoggerHook', 'WeightDecayScheduleHook', 'register_checkpoint_safe_globals',
-    'setup_cpu_distributed'
+    'BestOnTieCheckpointHook', 'FractionMultiStepLR', 'FIBEROptimWrapperConstructor', 'RankZeroLoggerHook',
+    'WeightDecayScheduleHook', 'register_checkpoint_safe_globals', 'setup_cpu_distributed'
 ]
