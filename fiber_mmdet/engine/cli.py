@@ -9,6 +9,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .checkpoint import register_checkpoint_safe_globals
+from .data_root import repoint_data_root
 from .dist import setup_cpu_distributed
 
 
@@ -37,12 +38,17 @@ def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
 
 def load_runner_config(args: argparse.Namespace) -> Config:
     """The config with ``--cfg-options`` merged, the launcher set and ``work_dir`` resolved
-    (CLI > config > ``./work_dirs/<config name>``); also allow-lists the globals of our own checkpoints."""
+    (CLI > config > ``./work_dirs/<config name>``); also allow-lists the globals of our own checkpoints.
+    ``data_root=...`` among the options moves every path under the config's data root
+    (:func:`~fiber_mmdet.engine.data_root.repoint_data_root`)."""
     register_checkpoint_safe_globals()
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+        options = dict(args.cfg_options)
+        if 'data_root' in options:
+            repoint_data_root(cfg, options.pop('data_root'))
+        cfg.merge_from_dict(options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
