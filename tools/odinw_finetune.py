@@ -61,12 +61,12 @@ def main(argv=None) -> int:
     # every run's data is checked (and the checkpoint) before the first one starts
     for dataset in datasets:
         run_cfg = build_run_config(cfg, dataset, args.shots[0], args.seeds[0], root, args.checkpoint,
-                                   processes=max(1, gpus_per_run if args.gpus else 1), on_gpu=args.gpus > 0)
+                                   processes=max(1, gpus_per_run if args.gpus else 1))
         check_data_files(run_cfg, ['train', 'val', 'test'])
     if args.write_configs:
         for run in runs:
             build_run_config(cfg, run.dataset, run.shots, run.seed, run.work_dir, args.checkpoint,
-                             processes=max(1, gpus_per_run if args.gpus else 1), on_gpu=args.gpus > 0).dump(
+                             processes=max(1, gpus_per_run if args.gpus else 1)).dump(
                                  _makedirs(osp.join(run.work_dir, 'config.py')))
             print(osp.join(run.work_dir, 'config.py'))
         return 0

@@ -56,6 +56,21 @@ def load_runner_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def amp_or_fp32(cfg: Config) -> bool:
+    """Keep ``AmpOptimWrapper`` where CUDA is available; without it (MMEngine's AMP wrapper asserts on a CPU)
+    train in fp32 with a plain ``OptimWrapper`` and say so. Returns whether the config was changed."""
+    import torch
+    from mmengine.logging import print_log
+    wrapper = cfg.get('optim_wrapper') or {}
+    if wrapper.get('type') != 'AmpOptimWrapper' or torch.cuda.is_available():
+        return False
+    print_log('AmpOptimWrapper needs CUDA: training in fp32 with OptimWrapper on this machine', logger='current',
+              level=30)
+    wrapper.type = 'OptimWrapper'
+    wrapper.pop('loss_scale', None)
+    return True
+
+
 def build_runner(cfg: Config) -> Runner:
     """``Runner.from_cfg`` (or the config's ``runner_type``), after making ``--launcher pytorch`` work on CPU."""
     setup_cpu_distributed(cfg)

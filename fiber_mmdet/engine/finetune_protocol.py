@@ -68,14 +68,13 @@ def _split_set(entry: dict, split: str, pipeline: list, box_check: str, **extra)
 
 
 def build_run_config(cfg: Config, dataset: str, shots: int, seed: int, work_dir: str,
-                     checkpoint: Optional[str] = None, processes: int = 1, on_gpu: bool = True) -> Config:
+                     checkpoint: Optional[str] = None, processes: int = 1) -> Config:
     """The config of one protocol run.
 
     Train: ``RepeatDataset(FewShotCocoDataset(shots), times=GENERAL_COPY[shots])`` on the train split; val /
     test: the dataset's validation / test split with its prompt, COCO AP with +1 widths; the global batch
     (``finetune_protocol.global_batch_size``) divided over ``processes``; ``randomness.seed = seed``;
-    ``load_from = checkpoint``; without ``on_gpu`` an ``AmpOptimWrapper`` becomes a plain (fp32) one. The
-    protocol tables are left out of the result.
+    ``load_from = checkpoint``. The protocol tables are left out of the result.
     """
     entry = protocol_datasets(cfg)[dataset]
     protocol = cfg.finetune_protocol
@@ -95,9 +94,6 @@ def build_run_config(cfg: Config, dataset: str, shots: int, seed: int, work_dir:
     for split in ('val', 'test'):
         run[f'{split}_evaluator'] = dict(type='CocoPlusOneMetric',
                                          ann_file=osp.join(entry['data_root'], entry[split]['ann_file']))
-    if not on_gpu and run.optim_wrapper.get('type') == 'AmpOptimWrapper':
-        run.optim_wrapper.type = 'OptimWrapper'  # mmengine's AMP wrapper needs CUDA: fp32 on the CPU
-        run.optim_wrapper.pop('loss_scale', None)
     run.randomness = dict(seed=int(seed))
     run.work_dir = work_dir
     if checkpoint is not None:
@@ -161,7 +157,7 @@ def execute_run(cfg: Config, run: RunSpec, checkpoint: str, devices: Optional[Li
         shutil.rmtree(run.work_dir)  # unfinished: start again (see the module docstring)
     os.makedirs(run.work_dir)
     run_cfg = build_run_config(cfg, run.dataset, run.shots, run.seed, run.work_dir, checkpoint,
-                               processes=max(1, len(devices or [])), on_gpu=bool(devices))
+                               processes=max(1, len(devices or [])))
     config_file = osp.join(run.work_dir, 'config.py')
     run_cfg.dump(config_file)
     log_file = osp.join(run.work_dir, 'protocol.log')

@@ -11,6 +11,7 @@
 
 Usage:
     python tools/misc/toy_few_shot.py [--work-dir work_dirs/toy_few_shot] [--shots 1 5 0] [--seeds 3]
+                                      [--checkpoint CKPT]
 
 Ends with ``toy few-shot: zero_shot_AP50=... 1shot_AP50=... 5shot_AP50=... full_AP50=...`` (COCO box AP50 on
 the downstream test split; with several seeds, their mean).
@@ -57,8 +58,10 @@ def main() -> int:
     parser.add_argument('--work-dir', default=osp.join(REPO_ROOT, 'work_dirs', 'toy_few_shot'))
     parser.add_argument('--shots', nargs='+', type=int, default=[1, 5, 0], help='0 = full (default: %(default)s)')
     parser.add_argument('--seeds', nargs='+', type=int, default=[3], help='default: %(default)s')
+    parser.add_argument('--checkpoint', help="the toy model to start from (default: the quickstart's; it runs first "
+                        'when missing)')
     args = parser.parse_args()
-    checkpoint = pretrained_checkpoint()
+    checkpoint = args.checkpoint or pretrained_checkpoint()
     start = time.time()
     cfg = Config.fromfile(CONFIG)
     data = osp.join(REPO_ROOT, cfg.data_root)
