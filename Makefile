@@ -5,7 +5,7 @@ TORCH_SPEC := torch==2.14.1 torchvision==0.29.1
 # mmcv 2.1.0 ships only as a source distribution; it is compiled against the installed torch.
 MMCV_BUILD_ENV := CXX=$(CURDIR)/tools/install/cxx20.sh MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=$$(nproc)
 
-.PHONY: setup test quickstart
+.PHONY: setup test quickstart toy-few-shot
 
 setup:
 	$(PIP) install -q $(TORCH_SPEC) "setuptools>=77,<81" wheel ninja numpy
@@ -28,3 +28,7 @@ test: setup
 
 quickstart: setup
 	$(PYTHON) tools/misc/quickstart.py
+
+# fine-tunes the quickstart's toy model (trained first if missing) with the ODinW few-shot protocol
+toy-few-shot: setup
+	$(PYTHON) tools/misc/toy_few_shot.py

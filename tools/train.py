@@ -4,7 +4,8 @@
 
 Differences from MMDetection's ``tools/train.py``: ``fiber_mmdet`` is imported (its modules, hooks and
 optimizer constructor register even if the config has no ``custom_imports``); Runner checkpoints load on
-torch >= 2.6 (``--resume``, ``load_from``); ``--launcher pytorch`` also works on CPU (gloo).
+torch >= 2.6 (``--resume``, ``load_from``); ``--launcher pytorch`` also works on CPU (gloo); an AMP config
+trains in fp32 where there is no CUDA (MMEngine's AMP wrapper needs it).
 
 Example::
 
@@ -19,7 +20,7 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import fiber_mmdet  # noqa: F401  (registers fiber_mmdet's modules in mmdet's registries)
 from fiber_mmdet.engine.checkpoint import check_checkpoint_file
-from fiber_mmdet.engine.cli import add_runner_args, build_runner, load_runner_config, parse_runner_args
+from fiber_mmdet.engine.cli import add_runner_args, amp_or_fp32, build_runner, load_runner_config, parse_runner_args
 from fiber_mmdet.engine.data_files import check_data_files
 
 
@@ -52,6 +53,8 @@ def main() -> None:
     if args.amp:
         cfg.optim_wrapper.type = 'NonFiniteSkipAmpOptimWrapper'  # AmpOptimWrapper that skips non-finite steps
         cfg.optim_wrapper.loss_scale = 'dynamic'
+
+    amp_or_fp32(cfg)
 
     if args.auto_scale_lr:
         if 'auto_scale_lr' in cfg and 'enable' in cfg.auto_scale_lr and 'base_batch_size' in cfg.auto_scale_lr:

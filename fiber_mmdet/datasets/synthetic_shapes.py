@@ -96,6 +96,18 @@ def draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject) -> None:
         lo_x, lo_y = x1 + (x2 - x1 - arm) // 2, y1 + (y2 - y1 - arm) // 2
         draw.rectangle([lo_x, y1, lo_x + arm - 1, b], fill=fill)
         draw.rectangle([x1, lo_y, r, lo_y + arm - 1], fill=fill)
+    # shapes of the downstream set only (synthetic_downstream.py): never named in the toy pre-training
+    elif obj.shape == 'ring':
+        draw.ellipse([x1, y1, r, b], outline=fill, width=max(2, (x2 - x1) // 5))
+    elif obj.shape == 'hexagon':
+        hw, hh = (r - x1) / 2, (b - y1) / 2
+        draw.polygon([(x1 + hw / 2, y1), (r - hw / 2, y1), (r, cy), (r - hw / 2, b), (x1 + hw / 2, b), (x1, cy)],
+                     fill=fill)
+    elif obj.shape == 'star':
+        outer, inner = (r - x1) / 2, (r - x1) / 5
+        points = [(cx + (outer if i % 2 == 0 else inner) * np.sin(np.pi * i / 5),
+                   cy - (outer if i % 2 == 0 else inner) * np.cos(np.pi * i / 5)) for i in range(10)]
+        draw.polygon(points, fill=fill)
     else:
         raise ValueError(f'unknown shape {obj.shape!r}')
 

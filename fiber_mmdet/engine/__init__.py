@@ -6,6 +6,8 @@
 * :class:`NonFiniteSkipOptimWrapper` / :class:`NonFiniteSkipAmpOptimWrapper`, :class:`NonFiniteGuardHook`,
   :class:`NonFiniteSkipEMAHook` -- a step with a NaN/inf loss or gradients is skipped, logged and counted, a run
   of them stops training, and no checkpoint with non-finite weights is written.
+* :class:`FractionMultiStepLR` -- LR steps at fractions of the schedule (67 % / 89 %).
+* :class:`BestOnTieCheckpointHook` -- ``save_best`` that also saves on a tie, as the original's ``model_best``.
 * :func:`register_checkpoint_safe_globals` -- lets MMEngine 0.10.7 load Runner checkpoints on torch >= 2.6
   (called by ``import fiber_mmdet``).
 * :class:`ContainBadSamplesTestLoop` / :class:`ContainBadSamplesValLoop` -- an unreadable image or a prompt
@@ -14,15 +16,15 @@
 """
 from .checkpoint import register_checkpoint_safe_globals
 from .dist import setup_cpu_distributed
-from .hooks import (NonFiniteGuardHook, NonFiniteSkipEMAHook, NonFiniteTrainingError, PerSampleVisualizationHook,
-                    RankZeroLoggerHook, WeightDecayScheduleHook)
+from .hooks import (BestOnTieCheckpointHook, NonFiniteGuardHook, NonFiniteSkipEMAHook, NonFiniteTrainingError,
+                    PerSampleVisualizationHook, RankZeroLoggerHook, WeightDecayScheduleHook)
 from .optimizers import FIBEROptimWrapperConstructor, NonFiniteSkipAmpOptimWrapper, NonFiniteSkipOptimWrapper
 from .runner import BadSampleError, ContainBadSamplesTestLoop, ContainBadSamplesValLoop
+from .schedulers import FractionMultiStepLR
 
 __all__ = [
-    'BadSampleError', 'ContainBadSamplesTestLoop', 'ContainBadSamplesValLoop', 'FIBEROptimWrapperConstructor',
-    'NonFiniteGuardHook', 'NonFiniteSkipAmpOptimWrapper', 'NonFiniteSkipEMAHook', 'NonFiniteSkipOptimWrapper',
-    'NonFiniteTrainingError', 'PerSampleVisualizationHook', 'RankZeroLoggerHook', 'WeightDecayScheduleHook',
-    'register_checkpoint_safe_globals',
-    'setup_cpu_distributed'
+    'BadSampleError', 'BestOnTieCheckpointHook', 'ContainBadSamplesTestLoop', 'ContainBadSamplesValLoop',
+    'FIBEROptimWrapperConstructor', 'FractionMultiStepLR', 'NonFiniteGuardHook', 'NonFiniteSkipAmpOptimWrapper',
+    'NonFiniteSkipEMAHook', 'NonFiniteSkipOptimWrapper', 'NonFiniteTrainingError', 'PerSampleVisualizationHook',
+    'RankZeroLoggerHook', 'WeightDecayScheduleHook', 'register_checkpoint_safe_globals', 'setup_cpu_distributed'
 ]

@@ -56,6 +56,26 @@ def load_runner_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+# an AMP wrapper -> the same without AMP, for machines without CUDA
+_FP32_WRAPPERS = {'AmpOptimWrapper': 'OptimWrapper', 'NonFiniteSkipAmpOptimWrapper': 'NonFiniteSkipOptimWrapper'}
+
+
+def amp_or_fp32(cfg: Config) -> bool:
+    """Keep an AMP optimizer wrapper where CUDA is available; without it (MMEngine's AMP wrapper asserts on a
+    CPU) train in fp32 with its non-AMP counterpart and say so. Returns whether the config was changed."""
+    import torch
+    from mmengine.logging import print_log
+    wrapper = cfg.get('optim_wrapper') or {}
+    if wrapper.get('type') not in _FP32_WRAPPERS or torch.cuda.is_available():
+        return False
+    fp32 = _FP32_WRAPPERS[wrapper.type]
+    print_log(f'{wrapper.type} needs CUDA: training in fp32 with {fp32} on this machine', logger='current',
+              level=30)
+    wrapper.type = fp32
+    wrapper.pop('loss_scale', None)
+    return True
+
+
 def build_runner(cfg: Config) -> Runner:
     """``Runner.from_cfg`` (or the config's ``runner_type``), after making ``--launcher pytorch`` work on CPU."""
     setup_cpu_distributed(cfg)

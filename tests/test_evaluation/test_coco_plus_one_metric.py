@@ -74,3 +74,19 @@ def test_plus_one_conversion_and_argument_checks():
         CocoPlusOneMetric(metric='segm')
     with pytest.raises(KeyError):
         CocoPlusOneMetric(metric_items=['AR@1000'])
+
+
+def test_no_detection_at_all_scores_zero(eval_fixtures, make_sample):
+    """A model that detects nothing (e.g. early in few-shot fine-tuning) gets AP 0, not a missing key: the
+    plateau scheduler, the early stop and save_best of the ODinW protocol must count that validation."""
+    fixture_dir = eval_fixtures / 'coco_det'
+    ann_file = str(fixture_dir / 'instances_fixture.json')
+    with open(ann_file) as f:
+        data = json.load(f)
+    classes = tuple(c['name'] for c in data['categories'])
+    metric = CocoPlusOneMetric(ann_file=ann_file)
+    metric.dataset_meta = dict(classes=classes)
+    for image in data['images']:
+        metric.process({}, [make_sample(image['id'], [], [], [], ori_shape=(image['height'], image['width']))])
+    results = metric.evaluate(len(data['images']))
+    assert results == {f'coco/{key}': 0.0 for key in STAT_KEYS}

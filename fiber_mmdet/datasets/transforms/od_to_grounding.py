@@ -80,7 +80,8 @@ class ODToGroundingCaption(BaseTransform):
     Required Keys:
 
     - gt_bboxes (BaseBoxes | np.ndarray), gt_bboxes_labels (np.int64)
-    - text (dict[str, str] label map for OD, str caption for VG) -- for OD it may come from ``label_map_file``
+    - text (dict[str, str] label map or tuple of class names for OD, str caption for VG) -- for OD it may come
+      from ``label_map_file``
     - phrases (dict[int, dict], VG only)
     - gt_ignore_flags, gt_masks (optional; filtered with the boxes)
 
@@ -177,11 +178,13 @@ class ODToGroundingCaption(BaseTransform):
         text = results.get('text')
         if isinstance(text, dict):
             names = {str(k): v for k, v in text.items()}
+        elif isinstance(text, (list, tuple)):  # a COCO-style dataset's class list (LVIS fine-tuning)
+            names = {str(i): name for i, name in enumerate(text)}
         elif self.label_map is not None:
             names = self.label_map
         else:
             raise ValueError('ODToGroundingCaption needs a label map: results["text"] as a dict (ODVGDataset in '
-                             'OD mode with need_text=True) or label_map_file')
+                             'OD mode with need_text=True) or a class list (return_classes=True), or label_map_file')
         return names
 
     def _report(self, message: str) -> None:

@@ -1,3 +1,4 @@
+from .best_on_tie_checkpoint_hook import BestOnTieCheckpointHook
 from .non_finite_guard_hook import NonFiniteGuardHook, NonFiniteTrainingError, non_finite_tensors
 from .non_finite_skip_ema_hook import NonFiniteSkipEMAHook
 from .per_sample_visualization_hook import PerSampleVisualizationHook
@@ -5,6 +6,6 @@ from .rank_zero_logger_hook import RankZeroLoggerHook
 from .weight_decay_schedule_hook import WeightDecayScheduleHook
 
 __all__ = [
-    'NonFiniteGuardHook', 'NonFiniteSkipEMAHook', 'NonFiniteTrainingError', 'PerSampleVisualizationHook',
-    'RankZeroLoggerHook', 'WeightDecayScheduleHook', 'non_finite_tensors'
+    'BestOnTieCheckpointHook', 'NonFiniteGuardHook', 'NonFiniteSkipEMAHook', 'NonFiniteTrainingError',
+    'PerSampleVisualizationHook', 'RankZeroLoggerHook', 'WeightDecayScheduleHook', 'non_finite_tensors'
 ]

@@ -162,9 +162,13 @@ class CocoPlusOneMetric(CocoMetric):
             if tmp_dir is not None:
                 tmp_dir.cleanup()
 
+        names = self._stat_names()
+        wanted = names if self.metric_items is None else list(self.metric_items)
         if len(predictions) == 0:
-            logger.error('The testing results of the whole dataset is empty.')
-            return OrderedDict()
+            # no detection at all: every AP / AR is 0 (pycocotools cannot load an empty result). Reported as 0,
+            # not left out, so that a fine-tuning run's plateau, early stop and best checkpoint count it.
+            logger.warning(f'no detections on the {len(self.img_ids)} images: every metric is 0')
+            return OrderedDict((f'bbox_{name}', 0.0) for name in wanted)
 
         coco_dt = self._coco_api.loadRes(predictions)
         coco_eval = COCOeval(self._coco_api, coco_dt, 'bbox')
@@ -176,8 +180,6 @@ class CocoPlusOneMetric(CocoMetric):
         coco_eval.accumulate()
         coco_eval.summarize()
 
-        names = self._stat_names()
-        wanted = names if self.metric_items is None else list(self.metric_items)
         eval_results = OrderedDict()
         for name in wanted:
             eval_results[f'bbox_{name}'] = float(coco_eval.stats[names.index(name)])

@@ -4,6 +4,7 @@ from typing import List, Optional
 
 import torch
 from mmcv.ops import batched_nms
+from mmcv.ops.modulated_deform_conv import ModulatedDeformConv2d
 from mmengine.config import ConfigDict
 from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
@@ -19,7 +20,8 @@ from ..layers.fp32_deform_conv import use_fp32_deform_convs
 
 class FIBERFusionModule(VLFusionModule):
     """mmdet's DyHead tower + dot-product token head, built without any hub access (``lang_dim`` is given
-    instead of read from a BERT config) and always without early fusion."""
+    instead of read from a BERT config) and always without early fusion; its deformable convolutions always
+    compute in float32, also under AMP (:class:`FP32ModulatedDeformConv2d`)."""
 
     def __init__(self, in_channels: int, feat_channels: int, num_base_priors: int, lang_dim: int,
                  num_dyhead_blocks: int = 6, use_dyrelu: bool = True, use_dyfuse: bool = True,

@@ -16,6 +16,7 @@ from ...utils.checkpoint_fit import check_checkpoint_fits
 from ...utils.grounding_prompts import (check_class_names, check_expression, entity_names, resolve_phrases,
                                         split_class_names)
 from ..backbones.fusion_swin import SwinState
+from ..utils.tuning_modes import add_prompt_offset, freeze_all_but, get_tuning_mode, new_prompt_offset
 
 
 class Prompt(NamedTuple):
@@ -70,6 +71,10 @@ class FIBER(SingleStageDetector):
             False: a checkpoint with missing, unexpected or differently sized weights is an error that names
             them and the likely cause; True loads what fits and logs the counts), ``allowed_missing`` /
             ``allowed_unexpected`` (regex patterns of keys that may be absent / extra).
+        tuning_mode (str): which parameters train (FIBER's ``TUNING_HIGHLEVEL_OVERRIDE``, see
+            :mod:`fiber_mmdet.models.utils.tuning_modes`): ``'full'`` (default), ``'linear_prob'`` or
+            ``'language_prompt_v2'`` (adds ``text_prompt_offset`` (num_tokens, D)). The others get
+            ``requires_grad=False`` here, so the optimizer never holds them.
     """
 
     def __init__(self,
@@ -81,7 +86,8 @@ class FIBER(SingleStageDetector):
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None,
-                 checkpoint_fit: OptConfigType = None) -> None:
+                 checkpoint_fit: OptConfigType = None,
+                 tuning_mode: str = 'full') -> None:
         super().__init__(backbone=backbone, neck=neck, bbox_head=bbox_head, train_cfg=train_cfg,
                          test_cfg=test_cfg, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.language_model = MODELS.build(language_model)
@@ -93,10 +99,22 @@ class FIBER(SingleStageDetector):
                              'allowed_missing, allowed_unexpected')
         self._prompt_cache: Dict[str, List[Prompt]] = {}
         self._text_cache: 'OrderedDict[str, Tuple[dict, Tensor]]' = OrderedDict()
+        self.tuning_mode = tuning_mode
+        mode = get_tuning_mode(tuning_mode)
+        if mode.prompt_bias:
+            self.text_prompt_offset = new_prompt_offset(self.bbox_head.num_tokens,
+                                                    self.language_model.config.hidden_size)
+        if mode.trainable is not None:
+            freeze_all_but(self, mode.trainable, tuning_mode)
 
     def train(self, mode: bool = True) -> 'FIBER':
         self._text_cache.clear()  # weights change in training (and EMA swaps them before validation)
-        return super().train(mode)
+        super().train(mode)
+        if mode and get_tuning_mode(getattr(self, 'tuning_mode', 'full')).frozen_modules_eval:
+            for child in self.children():
+                if all(not p.requires_grad for p in child.parameters()):
+                    child.eval()
+        return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # the whole detector's weights are checked here, before any submodule loads (see ``checkpoint_fit``)
@@ -144,7 +162,10 @@ class FIBER(SingleStageDetector):
 
         outs, text = self.backbone.forward_fused(image_state, text, attention_mask, text_layer)
         text = lm.forward_after_fusion(text, attention_mask)
-        return self.neck(outs), lm.language_dict(text, attention_mask)
+        language = lm.language_dict(text, attention_mask)
+        if hasattr(self, 'text_prompt_offset'):
+            language = add_prompt_offset(language, self.text_prompt_offset)
+        return self.neck(outs), language
 
     def extract_feat(self, batch_inputs: Tensor, input_ids: Tensor,
                      attention_mask: Tensor) -> Tuple[Tuple[Tensor], dict]:

@@ -1,0 +1,3 @@
+from .fraction_multistep_lr import FractionMultiStepLR
+
+__all__ = ['FractionMultiStepLR']
