@@ -13,7 +13,7 @@ finetune_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_fac
                       'text', 'custom_entities', 'caption_prompt', 'tokens_positive')
 # the original's box convention for COCO-style json: x2 = x + w - 1, clipped to the image (spec §7.1)
 finetune_load = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='CheckedLoadImageFromFile', imdecode_backend='pillow'),  # an unreadable image is named
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='GTBoxSubOne_GLIP'),
     dict(type='ClipBoxesToImage', offset=1),
@@ -30,7 +30,7 @@ finetune_checkpoint_hook = dict(type='BestOnTieCheckpointHook', interval=1, max_
 
 max_epochs = 24
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
-val_cfg = dict(type='ValLoop')
+val_cfg = dict(type='ContainBadSamplesValLoop', on_bad_sample='raise')  # a bad sample stops it, named
 train_dataloader = dict(
     batch_size=4,  # x 8 GPUs = 32, the original's global batch
     num_workers=4,
@@ -45,7 +45,7 @@ val_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False))
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='NonFiniteSkipAmpOptimWrapper',  # AMP; non-finite steps skipped and counted (NonFiniteGuardHook)
     loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4),
     constructor='FIBEROptimWrapperConstructor',
@@ -55,5 +55,5 @@ param_scheduler = [
     dict(type='FractionMultiStepLR', fractions=(0.67, 0.89), gamma=0.1, begin=0, end=max_epochs, by_epoch=True,
          convert_to_iter_based=True),
 ]
-custom_hooks = [dict(type='EMAHook', momentum=0.001, update_buffers=True)]  # constant-decay EMA 0.999
+custom_hooks = [dict(type='NonFiniteSkipEMAHook', momentum=0.001, update_buffers=True)]  # EMA 0.999; skipped steps
 auto_scale_lr = dict(enable=False, base_batch_size=32)

@@ -19,7 +19,7 @@ model = dict(backbone=dict(with_cp=True))  # activation checkpointing in the bac
 train_pipeline = _base_.finetune_load + [dict(type='ClassNamesToCaption', shuffle=True)] + _base_.finetune_resize_flip
 train_dataloader = dict(
     dataset=dict(
-        type='CocoDataset',
+        type='FilteredCocoDataset',  # CocoDataset that counts the boxes and images it leaves out
         data_root=_base_.data_root,
         ann_file='annotations/instances_train2017.json',
         data_prefix=dict(img='train2017/'),

@@ -19,7 +19,7 @@ model = dict(backbone=dict(frozen_stages=1))  # as ODinW: patch embedding + stag
 
 # as ODinW: the original's box convention, flip 0.5 (these shapes are symmetric; there are no captions to flip)
 train_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='CheckedLoadImageFromFile', imdecode_backend='pillow'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='GTBoxSubOne_GLIP'),
     dict(type='ClipBoxesToImage', offset=1),

@@ -6,8 +6,8 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.fileio import get_local_path
 from mmengine.logging import MMLogger
 
-from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
+from .coco import FilteredCocoDataset
 
 # how many offending entries an error message lists before it only counts
 _SHOWN = 5
@@ -19,8 +19,9 @@ def _listing(items: Sequence[str]) -> str:
 
 
 @DATASETS.register_module()
-class CheckedCocoDataset(CocoDataset):
-    """mmdet's :class:`~mmdet.datasets.CocoDataset` for any COCO-format json, checked when it is built.
+class CheckedCocoDataset(FilteredCocoDataset):
+    """mmdet's :class:`~mmdet.datasets.CocoDataset` for any COCO-format json, checked when it is built (and, as
+    :class:`FilteredCocoDataset`, counting every box it leaves out and the images left without boxes).
 
     * **Class names** come from the json's ``categories`` (in the file's order, which is the order mmdet numbers
       the labels in) unless ``metainfo=dict(classes=...)`` names them. Given names must be categories of the file

@@ -51,7 +51,7 @@ def test_all_configs_load_and_use_registered_types(repo_root):
                 assert cfg.optim_wrapper.type.startswith('NonFiniteSkip'), path
             # mmdet's DetInferencer / inference_detector replace the test loader found by this exact name
             if cfg.get('test_dataloader'):
-                pipeline = cfg.test_dataloader.dataset.get('pipeline', None)
+                pipeline = (cfg.test_dataloader.get('dataset') or {}).get('pipeline', None)
                 if pipeline:
                     assert pipeline[0].type == 'LoadImageFromFile', path
             # a bad image or prompt stops a benchmark run with the sample named (strict by default)

@@ -39,14 +39,14 @@ def test_downstream_recipes_follow_spec(repo_root, path, epochs, batch, flip):
     cfg = load(repo_root, path)
     opt = cfg.optim_wrapper
     assert (opt.type, opt.optimizer.type, opt.optimizer.lr, opt.optimizer.weight_decay) == (
-        'AmpOptimWrapper', 'AdamW', 1e-5, 1e-4)
+        'NonFiniteSkipAmpOptimWrapper', 'AdamW', 1e-5, 1e-4)
     assert opt.paramwise_cfg.language_model_lr_mult == 1.0 and 'clip_grad' not in opt
     warmup, steps = cfg.param_scheduler
     assert (warmup.type, warmup.start_factor, warmup.end, warmup.by_epoch) == ('LinearLR', 1e-3, 2000, False)
     assert (steps.type, tuple(steps.fractions), steps.end) == ('FractionMultiStepLR', (0.67, 0.89), epochs)
     assert cfg.train_cfg.max_epochs == epochs and cfg.auto_scale_lr.base_batch_size == batch
     assert cfg.train_dataloader.batch_size * 8 == batch
-    assert [h.type for h in cfg.custom_hooks] == ['EMAHook'] and cfg.custom_hooks[0].momentum == 0.001
+    assert [h.type for h in cfg.custom_hooks] == ['NonFiniteSkipEMAHook'] and cfg.custom_hooks[0].momentum == 0.001
     assert cfg.model.backbone.with_cp and cfg.model.backbone.frozen_stages == -1
     assert cfg.default_hooks.checkpoint.type == 'BestOnTieCheckpointHook' and cfg.default_hooks.checkpoint.save_best
     assert flips(cfg.train_dataloader.dataset.pipeline) == [flip]
@@ -70,7 +70,7 @@ def test_odinw_recipe_follows_spec(repo_root):
     assert len(cfg.finetune_protocol.datasets) == 13
     opt = cfg.optim_wrapper
     assert (opt.optimizer.lr, opt.optimizer.weight_decay, opt.paramwise_cfg.language_model_lr_mult) == (1e-4, 0.05, 0.1)
-    assert opt.clip_grad.max_norm == 1.0 and opt.type == 'AmpOptimWrapper'
+    assert opt.clip_grad.max_norm == 1.0 and opt.type == 'NonFiniteSkipAmpOptimWrapper'
     assert [(s.type, s.patience, s.factor, s.rule) for s in cfg.param_scheduler] == [
         ('ReduceOnPlateauLR', 3, 0.1, 'greater')]
     assert [(h.type, h.patience, h.min_delta) for h in cfg.custom_hooks] == [('EarlyStoppingHook', 8, 0.0)]
@@ -161,10 +161,11 @@ def test_custom_config_trains_and_evaluates_on_a_coco_folder(repo_root, tiny_mod
     cfg.model.backbone.frozen_stages = 1
     cfg.model.test_cfg.score_thr = 0.0  # an untrained model: keep its (low-score) boxes so that AP is computed
     cfg.load_from = None
-    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.type == 'NonFiniteSkipAmpOptimWrapper'
     # what tools/train.py does: mmengine's AMP wrapper needs CUDA, so without it the run trains in fp32
     assert amp_or_fp32(cfg) == (not torch.cuda.is_available())
-    assert cfg.optim_wrapper.type == ('AmpOptimWrapper' if torch.cuda.is_available() else 'OptimWrapper')
+    assert cfg.optim_wrapper.type == ('NonFiniteSkipAmpOptimWrapper' if torch.cuda.is_available()
+                                      else 'NonFiniteSkipOptimWrapper')
     cfg.train_cfg.max_epochs = 1
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         loader.update(num_workers=0, persistent_workers=False)
