@@ -104,6 +104,9 @@ class FIBER(SingleStageDetector):
         if mode.prompt_bias:
             self.text_prompt_offset = new_prompt_offset(self.bbox_head.num_tokens,
                                                     self.language_model.config.hidden_size)
+            # prompt tuning starts from a checkpoint without the offset: its absence is expected, not a mismatch
+            allowed = list(self.checkpoint_fit.get('allowed_missing', ()))
+            self.checkpoint_fit['allowed_missing'] = allowed + [r'^text_prompt_offset$']
         if mode.trainable is not None:
             freeze_all_but(self, mode.trainable, tuning_mode)
 
