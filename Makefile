@@ -9,6 +9,8 @@ MMCV_BUILD_ENV := CXX=$(CURDIR)/tools/install/cxx20.sh MMCV_WITH_OPS=1 FORCE_CUD
 
 setup:
 	$(PIP) install -q $(TORCH_SPEC) "setuptools>=77,<81" wheel ninja numpy
+	@# mmcv's own imports need mmengine and opencv: without them the check after the build fails and rebuilds
+	$(PIP) install -q mmengine==0.10.7 opencv-python-headless
 	@$(PYTHON) -c "import mmcv.ops" 2>/dev/null && echo "mmcv with compiled ops: present" || { \
 	  echo "building mmcv 2.1.0 with its compiled ops (about 40 min on 2 cores the first time; pip caches the wheel)"; \
 	  $(MMCV_BUILD_ENV) $(PIP) install --no-build-isolation --force-reinstall --no-deps mmcv==2.1.0 && \
