@@ -67,7 +67,7 @@ def chunk_class_names(names: Sequence[str], token_count, max_tokens: int, chunk_
         list of (index of the first class, names) per prompt.
 
     Raises:
-        ValueError: a fixed-size chunk, or a single class name, does not fit.
+        PromptError: a fixed-size chunk, or a single class name, does not fit.
     """
     names = list(names)
     if chunk_size > 0:
@@ -75,14 +75,14 @@ def chunk_class_names(names: Sequence[str], token_count, max_tokens: int, chunk_
         for start, chunk in chunks:
             n = token_count(build_class_prompt(chunk, **prompt_kwargs)[0])
             if n > max_tokens:
-                raise ValueError(f'classes {start}..{start + len(chunk) - 1} need {n} > {max_tokens} tokens; '
+                raise PromptError(f'classes {start}..{start + len(chunk) - 1} need {n} > {max_tokens} tokens; '
                                  f'use a smaller chunked_size')
         return chunks
     chunks, start = [], 0
     while start < len(names):
         end = start + 1
         if token_count(build_class_prompt(names[start:end], **prompt_kwargs)[0]) > max_tokens:
-            raise ValueError(f'class {start} ({names[start]!r}) alone needs more than {max_tokens} tokens')
+            raise PromptError(f'class {start} ({names[start]!r}) alone needs more than {max_tokens} tokens')
         # grow the chunk while it fits (binary search keeps this O(log n) tokenisations per chunk)
         lo, hi = end, len(names)
         while lo < hi:

@@ -216,8 +216,15 @@ class FIBER(SingleStageDetector):
     # ------------------------------------------------------------------ inference
     def _label_map(self, caption: str, spans: Sequence[Sequence[Tuple[int, int]]], what: str,
                    strict: bool = False) -> Dict[int, List[int]]:
-        """``{1-based label: token columns}``; with ``strict`` an entity that maps to no token is an error."""
-        result = build_positive_map(self.language_model.tokenizer(caption), spans, self.bbox_head.num_tokens)
+        """``{1-based label: token columns}``. With ``strict`` (a user's sentence) a caption over the token budget
+        or an entity that maps to no token is an error; class-list captions come already chunked to fit."""
+        tokenized = self.language_model.tokenizer(caption)
+        n = len(tokenized['input_ids'])
+        if strict and n > self.language_model.max_tokens:
+            raise PromptError(f'the sentence needs {n} tokens but the model reads at most '
+                              f'{self.language_model.max_tokens}; it is not truncated: shorten it '
+                              f'({caption[:60]!r}...)')
+        result = build_positive_map(tokenized, spans, self.bbox_head.num_tokens)
         if result.unmapped:
             empty = [i for i, row in enumerate(result.positive_map) if not row.any()]
             if strict and empty:
@@ -227,13 +234,6 @@ class FIBER(SingleStageDetector):
                 f'{result.unmapped[:5]}')
         return label_to_token_indices(result.positive_map, first_label=1)
 
-    def _check_budget(self, caption: str) -> None:
-        n = len(self.language_model.tokenizer(caption)['input_ids'])
-        if n > self.language_model.max_tokens:
-            raise PromptError(f'the sentence needs {n} tokens but the model reads at most '
-                              f'{self.language_model.max_tokens}; it is not truncated: shorten it '
-                              f'({caption[:60]!r}...)')
-
     def _class_prompts(self, names: Sequence[str], caption_prompt: Optional[dict]) -> List[Prompt]:
         key = repr((list(names), caption_prompt))
         if key not in self._prompt_cache:
@@ -242,12 +242,9 @@ class FIBER(SingleStageDetector):
             def count(caption: str) -> int:
                 return len(tokenizer(caption)['input_ids'])
 
-            try:
-                chunks = chunk_class_names(names, count, self.language_model.max_tokens,
-                                           self.test_cfg.get('chunked_size', -1),
-                                           caption_prompt=caption_prompt, clean=True)
-            except ValueError as e:
-                raise PromptError(str(e)) from e
+            chunks = chunk_class_names(names, count, self.language_model.max_tokens,
+                                       self.test_cfg.get('chunked_size', -1), caption_prompt=caption_prompt,
+                                       clean=True)
             prompts = []
             for start, chunk in chunks:
                 # names cleaned as the original's create_queries_and_maps ('bow_(weapon)' -> 'bow ')
@@ -279,7 +276,6 @@ class FIBER(SingleStageDetector):
         tokens_positive = sample.get('tokens_positive', None)
         if isinstance(tokens_positive, int) and tokens_positive == -1:
             caption, spans = check_expression(text)
-            self._check_budget(caption)
             return [Prompt(caption, self._label_map(caption, spans, 'expression', strict=True), 0, [caption])]
         if tokens_positive is not None:
             if isinstance(tokens_positive, dict):
@@ -287,7 +283,6 @@ class FIBER(SingleStageDetector):
             if not isinstance(text, str):
                 raise PromptError(f'phrases need a caption string, got {type(text).__name__} {text!r}')
             spans = resolve_phrases(text, tokens_positive)
-            self._check_budget(text)
             return [Prompt(text, self._label_map(text, spans, 'phrase', strict=True), 0,
                            entity_names(text, spans))]
         if isinstance(text, str) and sample.get('custom_entities', False):
