@@ -23,6 +23,12 @@ def box_drop_reason(box: Sequence[float], width: float, height: float) -> Option
     return None
 
 
+def xywh_reaches_outside(box: Sequence[float], width: float, height: float, tolerance: float = 0.0) -> bool:
+    """Whether an xywh box in pixels passes its image's border by more than ``tolerance`` pixels."""
+    x, y, w, h = box
+    return x < -tolerance or y < -tolerance or x + w > width + tolerance or y + h > height + tolerance
+
+
 def log_box_drops(dataset: str, drops: Mapping[str, int]) -> dict:
     """Warn with the number of boxes left out, per reason; returns the non-zero counts, sorted by reason."""
     drops = {reason: n for reason, n in sorted(Counter(drops).items()) if n}

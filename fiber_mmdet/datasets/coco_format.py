@@ -7,6 +7,7 @@ from mmengine.fileio import get_local_path
 from mmengine.logging import MMLogger
 
 from mmdet.registry import DATASETS
+from .box_drops import xywh_reaches_outside
 from .coco import FilteredCocoDataset
 
 # how many offending entries an error message lists before it only counts
@@ -122,7 +123,7 @@ class CheckedCocoDataset(FilteredCocoDataset):
         width, height, tol = img_info['width'], img_info['height'], self.box_tolerance
         for ann in raw_data_info['raw_ann_info']:
             x, y, w, h = ann['bbox']
-            if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+            if xywh_reaches_outside(ann['bbox'], width, height, tol):
                 self._outside_boxes.append(f'annotation {ann.get("id")} of {img_info["file_name"]}: '
                                            f'[{x:g}, {y:g}, {w:g}, {h:g}] in {width}x{height}')
         return data_info

@@ -18,6 +18,7 @@ from mmengine.logging import MMLogger
 from mmdet.datasets.api_wrappers import COCO, COCOeval
 from mmdet.evaluation.metrics import CocoMetric
 from mmdet.registry import METRICS
+from ...datasets.box_drops import xywh_reaches_outside
 
 # Index of each summary number in ``COCOeval.stats`` (pycocotools' fixed order). The AR names are built from
 # ``proposal_nums`` (the three ``maxDets``), see ``_stat_names``.
@@ -32,9 +33,7 @@ def gt_boxes_outside_images(coco: COCO, tolerance: float = 1e-3) -> List[int]:
         image = coco.imgs.get(ann['image_id'], {})
         if 'bbox' not in ann or 'width' not in image:
             continue
-        x, y, w, h = ann['bbox']
-        if (x < -tolerance or y < -tolerance or x + w > image['width'] + tolerance
-                or y + h > image['height'] + tolerance):
+        if xywh_reaches_outside(ann['bbox'], image['width'], image['height'], tolerance):
             outside.append(ann['id'])
     return outside
 
