@@ -71,15 +71,20 @@ val_dataloader = dict(
             dict(type='CocoDataset', data_root=data_root, ann_file='annotations/val_coco.json',
                  data_prefix=dict(img='images/val/'), metainfo=dict(classes=classes), test_mode=True,
                  return_classes=True),
+            # held-out colour-shape pairs beside seen ones of the same shape: colour and shape are both needed
             dict(type='Flickr30kDataset', data_root=data_root, ann_file='annotations/grounding_val.json',
                  data_prefix=dict(img='images/grounding/'), test_mode=True),
+            # version 2's split: held-out pairs only, one per colour (the shape alone picks the box)
+            dict(type='Flickr30kDataset', data_root=data_root, ann_file='annotations/grounding_unique_colour_val.json',
+                 data_prefix=dict(img='images/grounding_unique_colour/'), test_mode=True),
         ]))
 test_dataloader = val_dataloader
 val_evaluator = dict(
     type='MultiDatasetsAverageEvaluator',
     metrics=[dict(type='CocoPlusOneMetric', ann_file=data_root + 'annotations/val_coco.json'),
+             dict(type='Flickr30kRecallMetric', topk=(1, 5, 10, -1)),
              dict(type='Flickr30kRecallMetric', topk=(1, 5, 10, -1))],
-    dataset_prefixes=['shapes', 'novel_grounding'],
+    dataset_prefixes=['shapes', 'novel_grounding', 'novel_grounding_unique_colour'],
     average_keys=())
 test_evaluator = val_evaluator
 

@@ -3,7 +3,8 @@
 :func:`generate_toy_dataset` writes, deterministically from a seed (same seed -> byte-identical files)::
 
     OUT_DIR/
-      images/{train_od,train_vg,val,grounding}/000000.png ...   128-192 px, 1-5 shapes on a plain background
+      images/{train_od,train_vg,val,grounding,grounding_unique_colour}/000000.png ...
+                            128-192 px, 1-6 shapes on a plain background
       annotations/
         label_map.json      {"0": "circle", ...}                 ODVG label map (mmdet's 0-based convention)
         train_od.jsonl      ODVG OD lines (detection.instances: bbox xyxy, label, category, colour, size)
@@ -11,14 +12,18 @@
                             tokens_positive)
         val_coco.json       COCO instances (categories 1..5 = the shapes) for box AP
         grounding_val.json  mmdet Flickr30kDataset / MDETR format (caption, tokens_positive_eval, phrase_ids)
+        grounding_unique_colour_val.json   the same format, the version-2 grounding split
         meta.json           version, seed, vocabulary, held-out combinations, counts, data_prefix of every split
       tokenizer/            byte-level BPE (RoBERTa layout) trained on the dataset's own text
 
 Objects are a shape (circle, square, triangle, diamond, cross) in a colour (red, green, blue, yellow, purple) and
 a size (small, large). Five colour-shape combinations -- one per colour and one per shape, e.g. "green triangle"
--- are held out: they never appear in any training image (OD or VG). Every object of the grounding split is a
-held-out combination; the detection validation split draws objects from all 25 combinations (so its AP also
-measures shape detection on unseen colour-shape pairs). Boxes are exact pixel extents, stored xyxy with
+-- are held out: they never appear in any training image (OD or VG). The grounding captions name held-out
+combinations only. In ``grounding`` each named object shares its image with a seen object of the same shape and
+size in another colour, and often with a seen object of its colour, so only colour and shape together pick the
+box; ``grounding_unique_colour`` (version 2's split) holds held-out objects only, one per colour, where the shape
+alone suffices. The detection validation split draws objects from all 25 combinations (so its AP also measures
+shape detection on unseen colour-shape pairs). Boxes are exact pixel extents, stored xyxy with
 ``x2 = x + w`` (ODVG) or xywh (COCO). Captions name objects by attributes ("the small red triangle", "a blue circle
 left of a green square"); a phrase span covers the attributes and the shape name, not the determiner.
 """
@@ -48,8 +53,15 @@ HELD_OUT: Tuple[Tuple[str, str], ...] = tuple(
 IMAGE_SIDE = (128, 192)
 # Written to meta.json; bumped whenever the same arguments would produce different files, so that callers (the
 # quickstart) can tell a stale dataset from a current one. 2: training captions name every object of their image.
-DATASET_VERSION = 2
-SPLITS = ('train_od', 'train_vg', 'val', 'grounding')
+# 3: the grounding split needs the colour as well as the shape (version 2's split is kept as
+# grounding_unique_colour).
+DATASET_VERSION = 3
+SPLITS = ('train_od', 'train_vg', 'val', 'grounding', 'grounding_unique_colour')
+# the two held-out grounding splits: what their images hold
+GROUNDING_SPLITS = {
+    'grounding': 'held-out pairs beside seen ones of the same shape (and often the same colour): needs both',
+    'grounding_unique_colour': 'held-out pairs only, one per colour: the shape alone picks the box (version 2)',
+}
 
 
 @dataclass
@@ -126,6 +138,18 @@ def _overlaps(box: Tuple[int, int, int, int], others: Sequence[ShapeObject], mar
                and o.box[1] < box[3] + margin for o in others)
 
 
+def _try_place(rng: np.random.Generator, width: int, height: int, side: int,
+               placed: Sequence[ShapeObject]) -> Optional[Tuple[int, int, int, int]]:
+    """A random ``side`` x ``side`` box inside the image that keeps clear of ``placed``, or None (one attempt)."""
+    x, y = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+    box = (x, y, x + side, y + side)
+    return None if _overlaps(box, placed) else box
+
+
+def _random_side(rng: np.random.Generator, size: str) -> int:
+    return int(rng.integers(SIZES[size][0], SIZES[size][1] + 1))
+
+
 def sample_objects(rng: np.random.Generator, width: int, height: int, num: int,
                    combos: Sequence[Tuple[str, str]], unique: bool) -> List[ShapeObject]:
     """Up to ``num`` non-overlapping objects with (shape, colour) from ``combos`` (distinct if ``unique``)."""
@@ -137,12 +161,48 @@ def sample_objects(rng: np.random.Generator, width: int, height: int, num: int,
         if unique and any(o.combo == (shape, colour) for o in objects):
             continue
         size = 'small' if rng.random() < 0.5 else 'large'
-        side = int(rng.integers(SIZES[size][0], SIZES[size][1] + 1))
-        x, y = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
-        box = (x, y, x + side, y + side)
-        if not _overlaps(box, objects):
+        box = _try_place(rng, width, height, _random_side(rng, size), objects)
+        if box is not None:
             objects.append(ShapeObject(shape, colour, size, box))
     return objects
+
+
+def sample_attribute_scene(rng: np.random.Generator, width: int, height: int,
+                           num_targets: int) -> Tuple[List[ShapeObject], List[ShapeObject]]:
+    """Objects of the attribute-requiring grounding split and the held-out targets among them.
+
+    Each target (a distinct held-out colour-shape pair) comes with a distractor of the same shape and size in
+    another colour, and half of the time with one of the same colour and another shape; distractors are seen
+    pairs. A caption naming the target therefore needs its colour and its shape: shape alone is right at
+    most half the time. A target whose same-shape distractor does not fit is dropped with it.
+    """
+    seen = set(seen_combos())
+    objects: List[ShapeObject] = []
+    targets: List[ShapeObject] = []
+    order = rng.permutation(len(HELD_OUT))[:num_targets]
+    for shape, colour in (HELD_OUT[int(i)] for i in order):
+        size = 'small' if rng.random() < 0.5 else 'large'
+        twins = [c for c in COLOURS if (shape, c) in seen and not any(o.combo == (shape, c) for o in objects)]
+        cousins = [s for s in SHAPES if (s, colour) in seen and not any(o.combo == (s, colour) for o in objects)]
+        side = _random_side(rng, size)
+        group = [(shape, colour, size, side), (shape, twins[int(rng.integers(len(twins)))], size, side)]
+        if cousins and rng.random() < 0.5:
+            other = 'small' if rng.random() < 0.5 else 'large'
+            group.append((cousins[int(rng.integers(len(cousins)))], colour, other, _random_side(rng, other)))
+        placed: List[ShapeObject] = []
+        for obj_shape, obj_colour, obj_size, obj_side in group:
+            for _ in range(50):
+                box = _try_place(rng, width, height, obj_side, objects + placed)
+                if box is not None:
+                    placed.append(ShapeObject(obj_shape, obj_colour, obj_size, box))
+                    break
+            if box is None and len(placed) < 2:  # the target and its same-shape twin, or neither
+                placed = []
+                break
+        if placed:
+            objects += placed
+            targets.append(placed[0])
+    return objects, targets
 
 
 def _relation(a: ShapeObject, b: ShapeObject) -> Optional[str]:
@@ -316,33 +376,50 @@ def generate_toy_dataset(out_dir: str,
     val_coco = dict(info=dict(description='fiber_mmdet toy shapes, detection validation', seed=seed),
                     images=val_images, annotations=val_annotations, categories=categories)
 
-    # grounding evaluation (Flickr30k / MDETR style, held-out combinations only)
-    g_images, g_annotations = [], []
-    for index in range(num_grounding):
-        file_name, width, height, objects = new_image('grounding', index, (1, 3), list(HELD_OUT), unique=True)
-        for sentence_id in range(int(rngs['grounding'].integers(1, 3))):
-            caption = make_caption(rngs['grounding'], objects)
-            texts.append(caption.text)
-            entry_id = len(g_images)
-            g_images.append(dict(id=entry_id, file_name=file_name, width=width, height=height,
-                                 caption=caption.text, original_img_id=index, sentence_id=sentence_id,
-                                 dataset_name='toy_shapes',
-                                 tokens_positive_eval=[[[beg, end]] for _, beg, end in caption.mentions]))
-            for phrase_id, (o, beg, end) in enumerate(caption.mentions):
-                x1, y1, x2, y2 = o.box
-                g_annotations.append(dict(id=len(g_annotations) + 1, image_id=entry_id, category_id=1,
-                                          bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), iscrowd=0,
-                                          phrase_ids=phrase_id, tokens_positive=[[beg, end]],
-                                          shape=o.shape, colour=o.colour, size=o.size))
-    grounding = dict(info=dict(description='fiber_mmdet toy shapes, phrase grounding (held-out combinations)',
-                               seed=seed),
-                     images=g_images, annotations=g_annotations, categories=[dict(id=1, name='object')])
+    # grounding evaluation (Flickr30k / MDETR style): captions that name held-out combinations only
+    def grounding_split(split: str, scene) -> dict:
+        rng = rngs[split]
+        g_images, g_annotations = [], []
+        for index in range(num_grounding):
+            width, height = _image_size(rng)
+            objects, targets = scene(rng, width, height)
+            background = int(rng.integers(200, 246))
+            file_name = f'{index:06d}.png'
+            _save(render(width, height, objects, background), osp.join(out_dir, 'images', split, file_name))
+            for sentence_id in range(int(rng.integers(1, 3))):
+                caption = make_caption(rng, targets)
+                texts.append(caption.text)
+                entry_id = len(g_images)
+                g_images.append(dict(id=entry_id, file_name=file_name, width=width, height=height,
+                                     caption=caption.text, original_img_id=index, sentence_id=sentence_id,
+                                     dataset_name='toy_shapes', objects=[_object_record(o) for o in objects],
+                                     tokens_positive_eval=[[[beg, end]] for _, beg, end in caption.mentions]))
+                for phrase_id, (o, beg, end) in enumerate(caption.mentions):
+                    x1, y1, x2, y2 = o.box
+                    g_annotations.append(dict(id=len(g_annotations) + 1, image_id=entry_id, category_id=1,
+                                              bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1),
+                                              iscrowd=0, phrase_ids=phrase_id, tokens_positive=[[beg, end]],
+                                              shape=o.shape, colour=o.colour, size=o.size))
+        return dict(info=dict(description=f'fiber_mmdet toy shapes, phrase grounding ({GROUNDING_SPLITS[split]})',
+                              seed=seed),
+                    images=g_images, annotations=g_annotations, categories=[dict(id=1, name='object')])
+
+    def attribute_scene(rng, width, height):
+        return sample_attribute_scene(rng, width, height, int(rng.integers(1, 3)))
+
+    def unique_colour_scene(rng, width, height):
+        objects = sample_objects(rng, width, height, int(rng.integers(1, 4)), list(HELD_OUT), unique=True)
+        return objects, objects
+
+    grounding = grounding_split('grounding', attribute_scene)
+    grounding_unique = grounding_split('grounding_unique_colour', unique_colour_scene)
 
     _write_json(osp.join(ann_dir, 'label_map.json'), label_map)
     _write_jsonl(osp.join(ann_dir, 'train_od.jsonl'), od_lines)
     _write_jsonl(osp.join(ann_dir, 'train_vg.jsonl'), vg_lines)
     _write_json(osp.join(ann_dir, 'val_coco.json'), val_coco)
     _write_json(osp.join(ann_dir, 'grounding_val.json'), grounding)
+    _write_json(osp.join(ann_dir, 'grounding_unique_colour_val.json'), grounding_unique)
 
     if with_tokenizer:
         from fiber_mmdet.utils.tokenizer import train_roberta_tokenizer
@@ -359,12 +436,15 @@ def generate_toy_dataset(out_dir: str,
         sizes={k: list(v) for k, v in SIZES.items()},
         held_out=[list(c) for c in HELD_OUT],
         counts=dict(train_od=num_train_od, train_od_empty=num_empty, train_vg=num_train_vg, val=num_val,
-                    grounding_images=num_grounding, grounding_records=len(g_images),
+                    grounding_images=num_grounding, grounding_records=len(grounding['images']),
+                    grounding_unique_colour_records=len(grounding_unique['images']),
                     train_od_boxes=sum(len(line['detection']['instances']) for line in od_lines),
-                    val_boxes=len(val_annotations), grounding_boxes=len(g_annotations)),
+                    val_boxes=len(val_annotations), grounding_boxes=len(grounding['annotations']),
+                    grounding_unique_colour_boxes=len(grounding_unique['annotations'])),
         files=dict(label_map='annotations/label_map.json', train_od='annotations/train_od.jsonl',
                    train_vg='annotations/train_vg.jsonl', val='annotations/val_coco.json',
-                   grounding='annotations/grounding_val.json', tokenizer='tokenizer' if with_tokenizer else None),
+                   grounding='annotations/grounding_val.json',
+                   grounding_unique_colour='annotations/grounding_unique_colour_val.json', tokenizer='tokenizer' if with_tokenizer else None),
         data_prefix={split: f'images/{split}/' for split in SPLITS},
         box_convention='xyxy with x2 = x + w (exclusive), COCO xywh in val/grounding',
     )

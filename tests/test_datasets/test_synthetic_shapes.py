@@ -44,7 +44,7 @@ def test_deterministic(tmp_path, toy_dataset):
 
 def test_dataset_version(tmp_path, toy_dataset):
     root, meta = toy_dataset
-    assert meta['version'] == DATASET_VERSION == toy_dataset_version(root) >= 2
+    assert meta['version'] == DATASET_VERSION == toy_dataset_version(root) >= 3
     assert toy_dataset_version(str(tmp_path / 'missing')) is None
     # files from before versions were recorded read as version 1 (the quickstart then regenerates them)
     old = tmp_path / 'old' / 'annotations'
@@ -71,6 +71,28 @@ def test_held_out_combinations_never_in_training(toy_dataset):
     val = json.load(open(osp.join(root, meta['files']['val'])))
     shapes = {c['id']: c['name'] for c in val['categories']}
     assert held_out & {(shapes[a['category_id']], a['colour']) for a in val['annotations']}
+
+
+def test_grounding_needs_colour_and_shape(toy_dataset):
+    """Every named object of the grounding split has a seen twin of its shape and size in another colour in its
+    image (shape alone is right at most half the time); the version-2 split holds held-out pairs only, one per
+    colour."""
+    root, meta = toy_dataset
+    grounding = json.load(open(osp.join(root, meta['files']['grounding'])))
+    images = {im['id']: im for im in grounding['images']}
+    same_colour = 0
+    for ann in grounding['annotations']:
+        objects = images[ann['image_id']]['objects']
+        assert (ann['shape'], ann['colour']) in HELD_OUT
+        assert any(o['shape'] == ann['shape'] and o['size'] == ann['size'] and o['colour'] != ann['colour']
+                   and (o['shape'], o['colour']) not in HELD_OUT for o in objects)
+        same_colour += any(o['colour'] == ann['colour'] and o['shape'] != ann['shape'] for o in objects)
+    assert 0.2 * len(grounding['annotations']) < same_colour < len(grounding['annotations'])
+    unique = json.load(open(osp.join(root, meta['files']['grounding_unique_colour'])))
+    assert len(unique['images']) == meta['counts']['grounding_unique_colour_records'] > 0
+    for im in unique['images']:
+        colours = [o['colour'] for o in im['objects']]
+        assert len(set(colours)) == len(colours) and all((o['shape'], o['colour']) in HELD_OUT for o in im['objects'])
 
 
 def test_vg_spans_and_boxes(toy_dataset):

@@ -9,9 +9,11 @@ The data lives where the toy config expects it (its ``data_root``, ``data/toy_sh
 It also writes ``WORK_DIR/predictions.png``: held-out toy images with the predicted boxes and phrases (detection
 prompts, and captions of colour-shape pairs never seen in training).
 
-Output ends with ``toy summary: AP50=... grounding_acc_novel=... train_minutes=...``: COCO box AP50 on the
-held-out detection images, and phrase-grounding accuracy (top-1 box IoU >= 0.5, i.e. Recall@1) on captions
-whose colour-shape combinations never occur in training.
+Output ends with ``toy summary: AP50=... grounding_acc_novel=... train_minutes=... (grounding_acc_unique_colour=...
+step_seconds=...)``: COCO box AP50 on the held-out detection images; phrase-grounding accuracy (top-1 box IoU >=
+0.5, i.e. Recall@1) on captions whose colour-shape combinations never occur in training, in images where a seen
+object of the same shape (and often one of the same colour) stands beside each named one; the same on version
+2's split, where each image holds held-out pairs only, one per colour; the mean training step.
 """
 import argparse
 import glob
@@ -33,6 +35,15 @@ CONFIG = osp.join(REPO_ROOT, 'configs', 'toy', 'fiber_toy.py')
 def run(cmd) -> None:
     print('+', ' '.join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO_ROOT)
+
+
+def mean_step_seconds(work_dir: str) -> float:
+    """Mean seconds per training iteration of the latest run in ``work_dir`` (MMEngine's logged ``time``, each
+    value a mean over the logger's window), without the first window (start-up)."""
+    runs = sorted(glob.glob(osp.join(work_dir, '2*', 'vis_data', 'scalars.json')), key=os.path.getmtime)
+    with open(runs[-1]) as f:
+        times = [r['time'] for r in map(json.loads, f) if 'time' in r and 'loss' in r]
+    return sum(times[1:]) / max(len(times) - 1, 1)
 
 
 def main() -> int:
@@ -63,10 +74,12 @@ def main() -> int:
         metrics = json.load(f)
     ap50 = metrics['shapes/coco/bbox_mAP_50']
     grounding = metrics['novel_grounding/flickr30k/Recall@1_all']
+    unique_colour = metrics['novel_grounding_unique_colour/flickr30k/Recall@1_all']
     # what the model predicts on held-out images: detection prompts and captions of novel colour-shape pairs
     run([sys.executable, osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'prediction_grid.py'), config, checkpoint,
          '--out', osp.join(args.work_dir, 'predictions.png')])
-    print(f'toy summary: AP50={ap50:.2f} grounding_acc_novel={grounding:.2f} train_minutes={train_minutes:.1f}')
+    print(f'toy summary: AP50={ap50:.2f} grounding_acc_novel={grounding:.2f} train_minutes={train_minutes:.1f} '
+          f'(grounding_acc_unique_colour={unique_colour:.2f} step_seconds={mean_step_seconds(args.work_dir):.3f})')
     return 0
 
 
