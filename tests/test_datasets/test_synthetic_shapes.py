@@ -97,21 +97,35 @@ def test_grounding_needs_colour_and_shape(toy_dataset):
 
 def test_vg_spans_and_boxes(toy_dataset):
     root, meta = toy_dataset
+    parts = dict(full=0, colour=0, shape=0)
     for line in _lines(root, meta, 'train_vg'):
         caption = line['grounding']['caption']
         # every object is named: an unnamed one would train as background
         assert sorted(r['bbox'] for r in line['grounding']['regions']) == sorted(o['bbox'] for o in line['objects'])
         image = np.asarray(Image.open(osp.join(root, meta['data_prefix']['train_vg'], line['filename'])))
         assert image.shape == (line['height'], line['width'], 3)
+        objects = {tuple(o['bbox']): o for o in line['objects']}
         for region in line['grounding']['regions']:
             (beg, end), = region['tokens_positive']
             assert caption[beg:end] == region['phrase']
-            shape, colour = region['phrase'].split()[-1], region['phrase'].split()[-2]
+            obj = objects[tuple(region['bbox'])]
+            shape, colour = obj['shape'], obj['colour']
+            words = region['phrase'].split()
+            # named by colour and shape, or by the one of them that no other object of the image shares
+            if words[-2:] == [colour, shape]:
+                parts['full'] += 1
+            elif words[-2:] == [colour, 'shape']:
+                parts['colour'] += 1
+                assert [o['colour'] for o in line['objects']].count(colour) == 1
+            else:
+                assert words[-1] == shape and [o['shape'] for o in line['objects']].count(shape) == 1
+                parts['shape'] += 1
             x1, y1, x2, y2 = region['bbox']
             # the box is the exact extent of the object's pixels
             mask = (image[y1:y2, x1:x2] == np.array(COLOURS[colour], dtype=np.uint8)).all(-1)
             ys, xs = np.nonzero(mask)
             assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (0, 0, x2 - x1, y2 - y1), shape
+    assert min(parts.values()) > 0.1 * sum(parts.values()), parts
 
 
 def test_coco_files_load(toy_dataset):
@@ -178,7 +192,7 @@ def test_cli(tmp_path, capsys):
     assert 'held-out combinations: purple circle, red square, green triangle' in capsys.readouterr().out
     meta = json.load(open(out / 'annotations' / 'meta.json'))
     assert meta['seed'] == 3 and meta['files']['tokenizer'] is None
-    # without options the CLI writes what the generator writes by default (1200 OD, 400 VG images, ...)
+    # without options the CLI writes what the generator writes by default (1200 OD, 800 VG images, ...)
     args = cli.parse_args([str(out)])
     assert (args.seed, args.num_train_od, args.num_train_vg, args.num_val, args.num_grounding, args.vocab_size) == \
-        (0, 1200, 400, 100, 100, 512)
+        (0, 1200, 800, 100, 100, 512)
