@@ -15,10 +15,13 @@ offset and mask gradients come from autograd. The semantics reproduced (mmcv ``m
   is spatially larger than the output (the DyHead's coarser-level branch, spec §4.1), the prefix
   ``offset[b].flatten()[:deform_groups * 2K * H_out * W_out]`` is what is used, and gradients land there only.
 
-Equal to mmcv up to rounding (float64 ~1e-14, float32 ~1e-6 relative), also at integer sampling positions,
-where the bilinear cell and so the offset gradient jump. One difference is mmcv's own: its float64 kernel takes
-``floorf`` of the coordinate, i.e. floors it in float32, so a float64 position within float32 rounding of an
-integer (|y - round(y)| < ~1e-7 * |y|) falls in the next cell there and its offset gradient differs.
+Equal to mmcv up to rounding (float64 ~1e-14, float32 ~1e-6 relative). Where the bilinear cell changes (integer
+positions, -1, H, W) the offset gradient jumps, so there the position must be exactly mmcv's: it is for
+positions that are integers or halves (e.g. integer offsets), which survive grid_sample's normalised-coordinate
+round trip exactly; any other position is rounded to grid_sample's resolution (~1e-6 px in float32, ~1e-15 px
+in float64), so a float32 position closer than that to a cell border may take the neighbouring cell's slope.
+mmcv itself floors a float64 position in float32 (``floorf``), so there a position within ~1e-7 relative of an
+integer takes the next cell.
 """
 from functools import partial
 from typing import Optional, Tuple, Union
