@@ -125,7 +125,12 @@ def modulated_deform_conv2d_cpu(x: Tensor,
         mode='bilinear',
         padding_mode='zeros',
         align_corners=False)  # (B * dg * chunks, C_in / (dg * chunks), K * H_out, W_out)
-    columns = sampled.view(b, dg, c_in // dg, k, h_out * w_out) * (mod * inside.view(b, dg, 1, k, -1))
+    modulation = mod * inside.view(b, dg, 1, k, h_out * w_out)
+    columns = sampled.view(b, dg, c_in // dg, k, h_out * w_out)
+    if torch.is_grad_enabled() and modulation.requires_grad:
+        columns = columns * modulation  # the mask's gradient needs the samples
+    else:
+        columns = columns.mul_(modulation)  # saves a (B, C_in * K, H_out * W_out) buffer, e.g. in eval
     # rows c * K + k, as weight.flatten(1) orders them
     columns = columns.view(b, groups, c_per_group * k, h_out * w_out)
     out = torch.matmul(weight.view(groups, c_out // groups, c_per_group * k), columns)

@@ -185,3 +185,18 @@ def test_layer_under_bf16_autocast_returns_the_float32_result():
     torch.testing.assert_close(
         out, layer(x.bfloat16().float(), offset_mask[:, :18].bfloat16().float(),
                    offset_mask[:, 18:].sigmoid().bfloat16().float()), rtol=0, atol=0)
+
+
+def test_constant_offset_and_mask_input_and_weight_gradients_equal_mmcv():
+    """With offset and mask constant (and under no_grad) the samples are modulated in place."""
+    x, offset, mask, weight, bias, grad_out = _inputs(b=2, h=7, w=9)
+    results = []
+    for fn in (mmcv_deform_conv2d, modulated_deform_conv2d_cpu):
+        x_, w_ = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        out = fn(x_, offset, mask, w_, bias, 1, 1)
+        out.backward(grad_out)
+        with torch.no_grad():
+            no_grad_out = fn(x, offset, mask, weight, bias, 1, 1)
+        results.append((out.detach(), no_grad_out, x_.grad, w_.grad))
+    for e, a in zip(*results):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10)
