@@ -113,7 +113,9 @@ def modulated_deform_conv2d_cpu(x: Tensor,
     # bilinear cell (and the same coordinate gradient) as in mmcv. The zero padding reads like outside.
     h2, w2 = _next_power_of_two(h), _next_power_of_two(w)
     if (h2, w2) != (h, w):
-        x = F.pad(x, (0, w2 - w, 0, h2 - h))
+        padded = x.new_zeros(b, c_in, h2, w2)  # a sliced copy: F.pad's CPU kernel is slow on small maps
+        padded[:, :, :h, :w] = x
+        x = padded
     grid = torch.stack(((xs + 0.5) * (2.0 / w2) - 1, (ys + 0.5) * (2.0 / h2) - 1), dim=-1)
     # grid_sample's CPU kernels run one thread per image; split the channels so that a small batch keeps
     # every thread busy (the sampling positions are shared, their gradient is summed over the chunks).
