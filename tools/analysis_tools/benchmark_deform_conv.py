@@ -5,9 +5,9 @@ Usage:
 
 For every DyHead shape of the preset (one row per level and stride) the same
 :class:`FP32ModulatedDeformConv2d` runs forward (no grad) and forward + backward (gradients for the input,
-offset, mask, weight and bias, as in training), alternating mmcv's kernel and the new one, and the median
-milliseconds and their ratio (mmcv / new) are printed side by side, with the largest output difference.
-Presets:
+offset, mask, weight and bias, as in training), alternating mmcv's kernel and the new one (at least
+``--repeat`` times, more for fast rows), and the median milliseconds and their ratio (mmcv / new) are printed
+side by side, with the largest output difference. Presets:
 
 * ``fiber-b-512``: FIBER-B at a 512x512 input, 256 channels, batch 1: stride 1 on P3..P7 (64x64 .. 4x4) and
   stride 2 from P3..P6 (the finer-level branch);
@@ -32,11 +32,15 @@ PRESETS: Dict[str, Tuple[int, int, List[Tuple[int, int]]]] = {
 }
 
 
+MAX_REPEAT = 50
+
+
 def parse_args():
     p = argparse.ArgumentParser(description='mmcv vs grid_sample deformable convolution on the CPU')
     p.add_argument('--preset', nargs='+', default=list(PRESETS), choices=list(PRESETS))
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s)')
-    p.add_argument('--repeat', type=int, default=3, help='timed calls per kernel (after one warm-up)')
+    p.add_argument('--repeat', type=int, default=3,
+                   help='least timed calls per kernel after one warm-up (more for fast rows, ~0.5 s a row)')
     return p.parse_args()
 
 
@@ -71,9 +75,9 @@ def bench_row(layer: FP32ModulatedDeformConv2d, batch: int, size: Tuple[int, int
     times: Dict[Tuple[str, bool], List[float]] = {}
     outs = {}
     for name, fn in (('fwd', forward), ('fb', forward_backward)):
-        for use_mmcv in (True, False):
-            fn(use_mmcv)  # warm-up
-        for _ in range(repeat):
+        warm_up = sum(_time(lambda: fn(use_mmcv))[0] for use_mmcv in (True, False))
+        # at least ``repeat`` pairs and ~0.5 s per row, so that a fast row is not three noisy samples
+        for _ in range(max(repeat, min(MAX_REPEAT, int(500 / max(warm_up, 1e-3))))):
             for use_mmcv in (True, False):  # alternating, so that load from elsewhere hits both alike
                 ms, outs[use_mmcv] = _time(lambda: fn(use_mmcv))
                 times.setdefault((name, use_mmcv), []).append(ms)
@@ -86,7 +90,7 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeat}')
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, median of >= {args.repeat} alternating calls')
     header = (f'{"preset":12s} {"shape (B,C,H,W) / stride":28s} {"fwd mmcv":>9s} {"fwd new":>8s} {"x":>6s} '
               f'{"f+b mmcv":>9s} {"f+b new":>8s} {"x":>6s} {"max|diff|":>9s}')
     print(header)
