@@ -23,7 +23,7 @@ in float64), so a float32 position closer than that to a cell border may take th
 mmcv itself floors a float64 position in float32 (``floorf``), so there a position within ~1e-7 relative of an
 integer takes the next cell.
 """
-from functools import partial
+from functools import lru_cache, partial
 from typing import Optional, Tuple, Union
 
 import torch
@@ -36,6 +36,18 @@ IntPair = Union[int, Tuple[int, int]]
 
 def _next_power_of_two(n: int) -> int:
     return 1 << (n - 1).bit_length()
+
+
+@lru_cache(maxsize=64)
+def _tap_positions(h_out: int, w_out: int, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int,
+                   dtype: torch.dtype, device: torch.device) -> Tuple[Tensor, Tensor]:
+    """Where tap k of output pixel (ho, wo) samples before its offset: rows (1, K, H_out, 1) = ho * sh - ph +
+    i * dh and columns (1, K, 1, W_out) = wo * sw - pw + j * dw, k = i * kw + j. Cached: a small map's call
+    costs more in building these than in sampling; read-only."""
+    arange = partial(torch.arange, dtype=dtype, device=device)
+    rows = (arange(h_out) * sh - ph).view(1, h_out) + (arange(kh) * dh).repeat_interleave(kw).view(kh * kw, 1)
+    cols = (arange(w_out) * sw - pw).view(1, w_out) + (arange(kw) * dw).repeat(kh).view(kh * kw, 1)
+    return rows.view(1, kh * kw, h_out, 1), cols.view(1, kh * kw, 1, w_out)
 
 
 def _channel_chunks(images: int, channels: int) -> int:
@@ -98,11 +110,9 @@ def modulated_deform_conv2d_cpu(x: Tensor,
     mod = _flat_prefix(mask, dg * k * h_out * w_out, 'mask').view(b, dg, 1, k, h_out * w_out)
 
     # Sampling positions in input pixels, computed as mmcv does (integer base + offset: one rounding).
-    arange = partial(torch.arange, dtype=x.dtype, device=x.device)
-    base_y = (arange(h_out) * sh - ph).view(1, h_out) + (arange(kh) * dh).repeat_interleave(kw).view(k, 1)
-    base_x = (arange(w_out) * sw - pw).view(1, w_out) + (arange(kw) * dw).repeat(kh).view(k, 1)
-    ys = base_y.view(1, k, h_out, 1) + off[:, :, 0]  # (B * dg, K, H_out, W_out)
-    xs = base_x.view(1, k, 1, w_out) + off[:, :, 1]
+    base_y, base_x = _tap_positions(h_out, w_out, kh, kw, sh, sw, ph, pw, dh, dw, x.dtype, x.device)
+    ys = base_y + off[:, :, 0]  # (B * dg, K, H_out, W_out)
+    xs = base_x + off[:, :, 1]
     with torch.no_grad():
         # mmcv's whole-sample condition; it also zeroes the coordinate gradient of a sample at exactly -1,
         # where grid_sample would still see the in-image corner's slope.
