@@ -200,3 +200,16 @@ def test_constant_offset_and_mask_input_and_weight_gradients_equal_mmcv():
         results.append((out.detach(), no_grad_out, x_.grad, w_.grad))
     for e, a in zip(*results):
         torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize('threads', [2, 3])
+def test_channels_split_across_threads_give_the_same_result(threads):
+    """With fewer images (x deformable groups) than threads the channels are sampled in chunks: 2 here, as 3 does
+    not divide 4 channels; the sampling positions' gradient is summed over the chunks."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _assert_equal_to_mmcv(b=1, c_in=4, dg=1)
+        _assert_equal_to_mmcv(b=1, c_in=8, dg=2, offset_hw=(9, 11), h=5, w=6)
+    finally:
+        torch.set_num_threads(previous)
