@@ -15,6 +15,18 @@ side by side, with the largest output difference. Presets:
 
 ``total`` is one DyHead block's deformable convolutions (per level: itself, the finer level at stride 2 and the
 coarser level at stride 1, whose cost is that level's stride-1 row).
+
+Measured on this project's shared 2-core CPU (torch 2.14.1, mmcv 2.1.0; other training runs kept the load
+average at 5-7, so the absolute figures are slow and the 2-thread ones are dominated by waiting for a core),
+mmcv ms / new ms (mmcv / new):
+
+| threads | shape | forward | forward + backward |
+|---|---|---|---|
+| 1 | FIBER-B 512, one DyHead block | 1180 / 775 (1.5x) | 10838 / 2860 (3.8x) |
+| 1 | FIBER-B P3 (1,256,64,64) s1 | 657 / 464 (1.4x) | 5094 / 1430 (3.6x) |
+| 1 | toy, one DyHead block | 142 / 52 (2.7x) | 1529 / 238 (6.4x) |
+| 2 | FIBER-B 512, one DyHead block | 1972 / 1611 (1.2x) | 13470 / 5579 (2.4x) |
+| 2 | toy, one DyHead block | 613 / 254 (2.4x) | 4157 / 3122 (1.3x) |
 """
 import argparse
 import statistics
