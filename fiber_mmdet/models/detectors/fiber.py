@@ -235,16 +235,17 @@ class FIBER(SingleStageDetector):
         return label_to_token_indices(result.positive_map, first_label=1)
 
     def _class_prompts(self, names: Sequence[str], caption_prompt: Optional[dict]) -> List[Prompt]:
-        key = repr((list(names), caption_prompt))
+        chunked_size = self.test_cfg.get('chunked_size', -1)
+        # the chunking setting is part of the key: changing test_cfg.chunked_size must re-split the names
+        key = repr((list(names), caption_prompt, chunked_size))
         if key not in self._prompt_cache:
             tokenizer = self.language_model.tokenizer
 
             def count(caption: str) -> int:
                 return len(tokenizer(caption)['input_ids'])
 
-            chunks = chunk_class_names(names, count, self.language_model.max_tokens,
-                                       self.test_cfg.get('chunked_size', -1), caption_prompt=caption_prompt,
-                                       clean=True)
+            chunks = chunk_class_names(names, count, self.language_model.max_tokens, chunked_size,
+                                       caption_prompt=caption_prompt, clean=True)
             prompts = []
             for start, chunk in chunks:
                 # names cleaned as the original's create_queries_and_maps ('bow_(weapon)' -> 'bow ')
