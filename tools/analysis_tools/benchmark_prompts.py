@@ -18,7 +18,8 @@ predict a 64 x 64 image, which fills the prompt cache (the cached text does not 
 dataset evaluation). The plain path keeps nothing between images: its time per image is the mean over
 ``--plain-images`` images (default 1: on a CPU one FIBER-B image with 31 prompts takes tens of minutes). The
 detections of the images two paths both ran are compared (labels exact, scores within 1e-5). Peak memory is the
-process's so far (CPU: the resident set, which never goes down; CUDA: reset before each path).
+process's so far (CPU: the resident set, which never goes down; CUDA: reset before each path). The process CPU
+seconds beside the wall-clock time tell how much of it other jobs on a shared machine took.
 """
 import argparse
 import os.path as osp
@@ -127,18 +128,19 @@ def main() -> int:
             if path != 'plain':  # fill the prompt cache on a small image
                 with torch.no_grad():
                     model.predict(torch.zeros(1, 3, 64, 64, device=args.device), [sample(text, (64, 64), (64, 64))])
-            times, preds = [], []
+            times, cpu_times, preds = [], [], []
             for img in images[:args.plain_images if path == 'plain' else args.images]:
                 sync(args.device)
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 with torch.no_grad():
                     preds.append(model.predict(img, [sample(text)])[0].pred_instances)
                 sync(args.device)
                 times.append(time.perf_counter() - t)
+                cpu_times.append(time.process_time() - c)
             per_path[path] = (sum(times) / len(times), preds)
             print(f'[{setting}: {len(text)} names, {num_prompts} prompt(s)] {path:7s}: {per_path[path][0]:8.2f} s per '
-                  f'image ({", ".join(f"{x:.2f}" for x in times)})  '
-                  f'peak memory {peak_memory_mib(args.device):.0f} MiB', flush=True)
+                  f'image ({", ".join(f"{x:.2f}" for x in times)}; process CPU {sum(cpu_times) / len(cpu_times):.1f} s)'
+                  f'  peak memory {peak_memory_mib(args.device):.0f} MiB', flush=True)
         for i, a in enumerate(paths):
             for b in paths[i + 1:]:
                 (ta, pa), (tb, pb) = per_path[a], per_path[b]
