@@ -129,9 +129,25 @@ class SwinState:
     outs: Dict[int, Tensor] = field(default_factory=dict)
 
     def select(self, indices: Sequence[int]) -> 'SwinState':
-        """The state of a subset of the batch."""
-        idx = torch.as_tensor(list(indices), device=self.x.device)
-        return SwinState(self.x[idx], self.hw_shape, self.position, {k: v[idx] for k, v in self.outs.items()})
+        """The state of batch rows ``indices`` (B' = len(indices); a row may repeat, e.g. one image per prompt).
+
+        One row repeated is an expanded view and the whole batch in order is ``self``: no copy in either case,
+        so the result is read-only (as :meth:`FusionSwinTransformer.forward_fused` treats it).
+        """
+        indices = [int(i) for i in indices]
+        if indices == list(range(self.x.shape[0])):
+            return self
+        if len(set(indices)) == 1:
+            i, n = indices[0], len(indices)
+
+            def rows(t: Tensor) -> Tensor:
+                return t[i:i + 1].expand(n, *t.shape[1:])
+        else:
+            idx = torch.as_tensor(indices, device=self.x.device)
+
+            def rows(t: Tensor) -> Tensor:
+                return t[idx]
+        return SwinState(rows(self.x), self.hw_shape, self.position, {k: rows(v) for k, v in self.outs.items()})
 
 
 @MODELS.register_module()

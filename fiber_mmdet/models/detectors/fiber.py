@@ -17,6 +17,7 @@ from ...utils.grounding_prompts import (check_class_names, check_expression, ent
                                         split_class_names)
 from ..backbones.fusion_swin import SwinState
 from ..utils.tuning_modes import add_prompt_offset, freeze_all_but, get_tuning_mode, new_prompt_offset
+from .prompt_batching import prompt_batches, stack_texts
 
 
 class Prompt(NamedTuple):
@@ -57,8 +58,12 @@ class FIBER(SingleStageDetector):
     before the first fused one) runs once per image whatever the number of prompts, and the text-free text part
     (embeddings and the layers before the first fused one) once per prompt, kept for later images in a
     least-recently-used cache of ``text_cache_size`` prompts (default 64; cleared whenever the model switches
-    between train and eval mode or loads weights). With the flag off every prompt of every image runs the whole
-    model, as the original does; the outputs are the same (tested).
+    between train and eval mode or loads weights). The rest (fused blocks and text layers, neck, head) then runs
+    for the (image, prompt) pairs of the batch, image after image, ``prompt_batch_size`` pairs per forward
+    (default 8): LVIS' 31 prompts of an image are 4 forwards instead of 31. Each pair is post-processed with its
+    prompt's label→token map. The activations of one forward grow linearly with the pairs in it; 1 runs each
+    pair alone. With ``reuse_text_free_features`` off every prompt of every image runs the whole model, as the
+    original does; the outputs are the same whatever ``prompt_batch_size`` (tested).
 
     Args:
         backbone (dict): :class:`FusionSwinTransformer` config.
@@ -235,16 +240,17 @@ class FIBER(SingleStageDetector):
         return label_to_token_indices(result.positive_map, first_label=1)
 
     def _class_prompts(self, names: Sequence[str], caption_prompt: Optional[dict]) -> List[Prompt]:
-        key = repr((list(names), caption_prompt))
+        chunked_size = self.test_cfg.get('chunked_size', -1)
+        # the chunking setting is part of the key: changing test_cfg.chunked_size must re-split the names
+        key = repr((list(names), caption_prompt, chunked_size))
         if key not in self._prompt_cache:
             tokenizer = self.language_model.tokenizer
 
             def count(caption: str) -> int:
                 return len(tokenizer(caption)['input_ids'])
 
-            chunks = chunk_class_names(names, count, self.language_model.max_tokens,
-                                       self.test_cfg.get('chunked_size', -1), caption_prompt=caption_prompt,
-                                       clean=True)
+            chunks = chunk_class_names(names, count, self.language_model.max_tokens, chunked_size,
+                                       caption_prompt=caption_prompt, clean=True)
             prompts = []
             for start, chunk in chunks:
                 # names cleaned as the original's create_queries_and_maps ('bow_(weapon)' -> 'bow ')
@@ -307,13 +313,9 @@ class FIBER(SingleStageDetector):
                 self._text_cache.popitem(last=False)
         return entry
 
-    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:
-        """Detections for each image (``pred_instances``: ``bboxes`` xyxy, ``scores``, 0-based ``labels`` into
-        the sample's class / phrase list, ``label_names``). Images with the same prompts run together; see the
-        class docstring for what is computed once."""
-        reuse = self.test_cfg.get('reuse_text_free_features', True)
-        prompts = [self.test_prompts(s) for s in batch_data_samples]
-        state = self.backbone.forward_image_only(batch_inputs) if reuse else None
+    def _predict_plain(self, batch_inputs: Tensor, batch_data_samples: SampleList, prompts: List[List[Prompt]],
+                       rescale: bool) -> List[List[InstanceData]]:
+        """The original's path: the whole model for every prompt; images with the same prompts run together."""
         if all(p == prompts[0] for p in prompts):
             groups = [(list(range(len(prompts))), prompts[0])]
         else:
@@ -323,21 +325,52 @@ class FIBER(SingleStageDetector):
             n = len(indices)
             samples = [batch_data_samples[i] for i in indices]
             for prompt in chunk_prompts:
-                if reuse:
-                    tok, text = self._text_free_text(prompt.caption, batch_inputs.device)
-                    sub_state = state if n == len(prompts) else state.select(indices)
-                    mask = tok['attention_mask'].expand(n, -1)
-                    visual, language = self.fuse(sub_state, text.expand(n, -1, -1), mask)
-                else:  # the original's path: the whole model for this prompt
-                    tok = self.language_model.tokenize([prompt.caption], device=batch_inputs.device)
-                    mask = tok['attention_mask'].expand(n, -1)
-                    visual, language = self.extract_feat(batch_inputs[indices], tok['input_ids'].expand(n, -1), mask)
+                tok = self.language_model.tokenize([prompt.caption], device=batch_inputs.device)
+                mask = tok['attention_mask'].expand(n, -1)
+                visual, language = self.extract_feat(batch_inputs[indices], tok['input_ids'].expand(n, -1), mask)
                 for s in samples:
                     s.token_positive_map = prompt.label_to_tokens
                 preds = self.bbox_head.predict(visual, language, samples, rescale=rescale)
                 for i, pred in zip(indices, preds):
                     pred.labels = pred.labels + prompt.label_offset
                     results[i].append(pred)
+        return results
+
+    def _predict_reusing(self, batch_inputs: Tensor, batch_data_samples: SampleList, prompts: List[List[Prompt]],
+                         rescale: bool) -> List[List[InstanceData]]:
+        """The text-free image part once per image, then the (image, prompt) pairs through the rest of the model
+        ``test_cfg.prompt_batch_size`` at a time (see :mod:`.prompt_batching`), each pair post-processed with
+        its prompt's label→token map."""
+        state = self.backbone.forward_image_only(batch_inputs)
+        metas = [s.metainfo for s in batch_data_samples]
+        results: List[List[InstanceData]] = [[None] * len(p) for p in prompts]
+        for run in prompt_batches([len(p) for p in prompts], self.test_cfg.get('prompt_batch_size', 8)):
+            run_prompts = [prompts[i][j] for i, j in run]
+            captions = [p.caption for p in run_prompts]
+            entries = {}
+            for c in captions:
+                if c not in entries:
+                    tok, text = self._text_free_text(c, batch_inputs.device)
+                    entries[c] = (tok['attention_mask'], text)
+            text, mask = stack_texts(captions, entries)
+            visual, language = self.fuse(state.select([i for i, _ in run]), text, mask)
+            preds = self.bbox_head.predict_by_feat(
+                *self.bbox_head(visual, language), batch_img_metas=[metas[i] for i, _ in run],
+                batch_token_positive_maps=[p.label_to_tokens for p in run_prompts], rescale=rescale)
+            for (i, j), prompt, pred in zip(run, run_prompts, preds):
+                pred.labels = pred.labels + prompt.label_offset
+                results[i][j] = pred
+        return results
+
+    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:
+        """Detections for each image (``pred_instances``: ``bboxes`` xyxy, ``scores``, 0-based ``labels`` into
+        the sample's class / phrase list, ``label_names``), its prompts' detections one after the other. See the
+        class docstring for what is computed once and what runs as one batch."""
+        prompts = [self.test_prompts(s) for s in batch_data_samples]
+        if self.test_cfg.get('reuse_text_free_features', True):
+            results = self._predict_reusing(batch_inputs, batch_data_samples, prompts, rescale)
+        else:
+            results = self._predict_plain(batch_inputs, batch_data_samples, prompts, rescale)
         for sample, sample_prompts, preds in zip(batch_data_samples, prompts, results):
             pred = preds[0] if len(preds) == 1 else InstanceData.cat(preds)
             names = [name for p in sample_prompts for name in p.entities]

@@ -238,3 +238,16 @@ def test_tensor_mode(model):
         logits, boxes, ctr = model(_images(1), [_sample(128, 160, CLASSES)], mode='tensor')
     assert len(logits) == 5 and logits[0].shape == (1, 16 * 20, 256)
     assert boxes[0].shape == (1, 4, 16, 20) and ctr[0].shape == (1, 1, 16, 20)
+
+
+def test_changing_chunked_size_resplits_the_same_names(model):
+    names = [f'{c} {i}' for i in range(4) for c in CLASSES]  # 20 names
+    s = _sample(128, 160, names, custom_entities=True)
+    try:
+        model.test_cfg['chunked_size'] = 10
+        assert [p.label_offset for p in model.test_prompts(s)] == [0, 10]
+        model.test_cfg['chunked_size'] = 5
+        assert [p.label_offset for p in model.test_prompts(s)] == [0, 5, 10, 15]
+    finally:
+        model.test_cfg['chunked_size'] = -1
+    assert len(model.test_prompts(s)) == 1
