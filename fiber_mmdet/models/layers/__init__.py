@@ -9,3 +9,6 @@ __all__ = [
 from .spatial_dropblock import SpatialDropBlock  # noqa: E402
 
 __all__ += ['SpatialDropBlock']
+from .softmax_attention import RecomputedSoftmaxAttention, softmax_attention  # noqa: E402
+
+__all__ += ['RecomputedSoftmaxAttention', 'softmax_attention']
