@@ -90,26 +90,72 @@ class RecomputedSoftmaxAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         q, k, v, mask, bias, keep = ctx.saved_tensors
-        scale = ctx.scale
-        valid = mask if mask is not None and mask.dtype == torch.bool else None
-        probs = _probabilities(q, k, _additive(mask, bias, q.dtype), valid, scale)
-        grad_probs = grad_out @ v.transpose(-2, -1)  # (…, L, S)
-        if keep is not None:
-            noise = keep.to(probs.dtype).div_(1 - ctx.dropout_p)
-            dropped = probs * noise
-            grad_probs = grad_probs.mul_(noise)
-            del noise
+        inputs = [q, k, v, mask, bias, keep, grad_out]
+        # the recomputed (…, L, S) tensors are built a slice of the widest leading axis at a time, so that
+        # the backward pass never holds more than a few BACKWARD_CHUNK-sized temporaries
+        lead = torch.broadcast_shapes(*(t.shape[:-2] for t in inputs if t is not None))
+        rank = len(lead) + 2
+        numel = q.shape[-2] * k.shape[-2] * int(torch.Size(lead).numel())
+        dim = max(range(len(lead)), key=lambda d: lead[d]) if lead else None
+        pieces = 1 if dim is None else min(lead[dim], -(-numel // BACKWARD_CHUNK))
+        if pieces <= 1:
+            grads = _attention_grads(*inputs, ctx.dropout_p, ctx.scale, ctx.needs_input_grad)
         else:
-            dropped = probs
-        grad_v = (dropped.transpose(-2, -1) @ grad_out).sum_to_size(v.shape)
-        del dropped
-        grad_logits = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
-        del probs, grad_probs
-        grad_q = (grad_logits @ k).mul_(scale).sum_to_size(q.shape)
-        grad_k = (grad_logits.transpose(-2, -1) @ q).mul_(scale).sum_to_size(k.shape)
-        grad_mask = grad_logits.sum_to_size(mask.shape) if ctx.needs_input_grad[3] else None
-        grad_bias = grad_logits.sum_to_size(bias.shape) if ctx.needs_input_grad[4] else None
-        return grad_q, grad_k, grad_v, grad_mask, grad_bias, None, None
+            step = -(-lead[dim] // pieces)
+            parts = []
+            for start in range(0, lead[dim], step):
+                sliced = [_narrow(t, dim, rank, start, step) for t in inputs]
+                parts.append(_attention_grads(*sliced, ctx.dropout_p, ctx.scale, ctx.needs_input_grad))
+            grads = [None if parts[0][i] is None else _join([p[i] for p in parts], t, dim, rank)
+                     for i, t in enumerate(inputs[:5])]
+        return (*grads, None, None)
+
+
+#: elements of a (…, L, S) temporary in the backward pass (4 Mi = 16 MiB in float32)
+BACKWARD_CHUNK = 1 << 22
+
+
+def _narrow(t: Optional[Tensor], dim: int, rank: int, start: int, length: int) -> Optional[Tensor]:
+    """``t``'s slice along the broadcast axis ``dim`` of a rank-``rank`` layout (as it is where it broadcasts)."""
+    if t is None:
+        return None
+    d = dim - (rank - t.dim())
+    if d < 0 or t.shape[d] == 1:
+        return t
+    return t.narrow(d, start, min(length, t.shape[d] - start))
+
+
+def _join(parts, t: Tensor, dim: int, rank: int) -> Tensor:
+    """Gradients of the slices back to ``t``'s shape: concatenated where ``t`` was sliced, summed elsewhere."""
+    d = dim - (rank - t.dim())
+    if d < 0 or t.shape[d] == 1:
+        return torch.stack(parts).sum(0)
+    return torch.cat(parts, dim=d)
+
+
+def _attention_grads(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], bias: Optional[Tensor],
+                     keep: Optional[Tensor], grad_out: Tensor, dropout_p: float, scale: float,
+                     needs: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
+    """Gradients for q, k, v, mask, bias (each of its input's shape) from recomputed probabilities."""
+    valid = mask if mask is not None and mask.dtype == torch.bool else None
+    probs = _probabilities(q, k, _additive(mask, bias, q.dtype), valid, scale)
+    grad_probs = grad_out @ v.transpose(-2, -1)  # (…, L, S)
+    if keep is not None:
+        noise = keep.to(probs.dtype).div_(1 - dropout_p)
+        dropped = probs * noise
+        grad_probs = grad_probs.mul_(noise)
+        del noise
+    else:
+        dropped = probs
+    grad_v = (dropped.transpose(-2, -1) @ grad_out).sum_to_size(v.shape)
+    del dropped
+    grad_logits = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
+    del probs, grad_probs
+    grad_q = (grad_logits @ k).mul_(scale).sum_to_size(q.shape)
+    grad_k = (grad_logits.transpose(-2, -1) @ q).mul_(scale).sum_to_size(k.shape)
+    grad_mask = grad_logits.sum_to_size(mask.shape) if needs[3] else None
+    grad_bias = grad_logits.sum_to_size(bias.shape) if needs[4] else None
+    return grad_q, grad_k, grad_v, grad_mask, grad_bias
 
 
 def softmax_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None,

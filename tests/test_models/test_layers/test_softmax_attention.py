@@ -111,3 +111,24 @@ def test_nothing_of_the_probabilities_size_is_saved():
     assert len(sizes) - len(floats) == 1 and max(floats) == 4 * S * 8
     _, sizes = _saved_sizes(lambda: softmax_attention(q, k, v, attn_bias=bias[..., :1, :]))
     assert max(sizes) == 4 * S * 8
+
+
+def test_backward_in_slices_equals_whole(monkeypatch):
+    """The backward recomputes the probabilities a slice of the widest leading axis at a time."""
+    import sys
+    module = sys.modules['fiber_mmdet.models.layers.softmax_attention']
+    q, k, v = _qkv((2, 5, 3, 6, 4), (2, 5, 3, 7, 4), dtype=torch.double)
+    bias = torch.randn(3, 6, 7, dtype=torch.double, requires_grad=True)
+    mask = torch.randn(5, 1, 6, 7, dtype=torch.double)
+    grad = torch.randn(2, 5, 3, 6, 4, dtype=torch.double)
+
+    def grads():
+        out = RecomputedSoftmaxAttention.apply(q, k, v, mask, bias, 0., 0.3)
+        return torch.autograd.grad(out, (q, k, v, bias), grad)
+
+    whole = grads()
+    monkeypatch.setattr(module, 'BACKWARD_CHUNK', 60)  # 5 slices of the window axis
+    for a, b in zip(grads(), whole):
+        assert (a - b).abs().max().item() < 1e-12
+    assert torch.autograd.gradcheck(
+        lambda q, k, v, b: RecomputedSoftmaxAttention.apply(q, k, v, mask, b, 0., 0.3), (q, k, v, bias))
