@@ -1,20 +1,47 @@
-"""Time one FIBER forward (and forward + backward) on one image, and report peak memory.
+"""FIBER speed, memory and FLOP rate on one image: evaluation (predict, one prompt) and a training step.
 
 Usage:
-    python tools/analysis_tools/benchmark.py CONFIG [--size 800 1333] [--device cpu|cuda] [--repeat 3]
-        [--no-backward] [--text-config roberta-base] [--prompt "person. car. dog"] [--amp]
+    python tools/analysis_tools/benchmark.py CONFIG [--size 800 1333] [--device cpu|cuda] [--amp bf16|fp16]
+        [--threads N] [--repeat 3] [--boxes 5] [--with-cp] [--phases eval,train] [--json OUT]
+        [--text-config roberta-base|none] [--tokenizer DIR] [--prompt "person. car. dog"]
 
 The model is built from CONFIG with random weights. ``--text-config roberta-base`` builds the language model
-with roberta-base's sizes WITHOUT downloading anything (use it where the hub is unreachable); with
-``--text-config none`` the config's language model is used as it is. The tokenizer is the config's, or with
-``--tokenizer DIR`` a local one. Prints seconds per call (median over ``--repeat`` after one warm-up) and the
-peak memory: CUDA allocator peak on GPU, the process's peak resident memory on CPU.
+with roberta-base's sizes WITHOUT downloading anything; with ``--text-config none`` the config's language model
+is used as it is. The tokenizer is the config's, or with ``--tokenizer DIR`` a local one.
+
+Printed (and written to ``--json``), per phase:
+
+* ``seconds``: median over ``--repeat`` calls after one warm-up (``cpu_seconds``: the process's CPU time per
+  call, all threads; on a loaded machine seconds x threads > cpu_seconds). ``eval`` = ``model.predict`` (forward and
+  post-processing) with one prompt under ``no_grad``; ``train`` = ``model.loss`` + ``backward`` with ``--boxes``
+  ground-truth boxes (``zero_grad`` included, no optimizer step).
+* memory. CUDA: the allocator's peak during the phase (``max_memory_allocated`` after a reset), and
+  ``peak_reserved_mib``. CPU: every phase runs in its own process (unless ``--same-process``), so the
+  process's peak resident memory (``ru_maxrss``) is that phase's alone: ``peak_rss_mib`` includes the
+  libraries (~0.8 GiB for torch + mmdet) and the weights; ``model_rss_mib`` is the resident memory once the
+  model is built, and ``phase_mib = peak_rss_mib - model_rss_mib`` what the phase itself added (activations,
+  gradients, allocator slack: glibc keeps freed small blocks, so RSS is an upper bound on live tensors).
+* ``gflop``: FLOPs of one more call, made after the memory readout (``--no-flops`` skips it), counted by
+  ``torch.utils.flop_counter.FlopCounterMode``; the CPU fused attention kernels and mmcv's deformable
+  convolutions, which the counter does not see, are added from their shapes (a deformable convolution as its
+  dense equivalent, backward = 2 x forward). ``gflop_per_s`` = gflop / seconds.
+* ``gemm_gflop_per_s``: a dense 2048 x 2048 (GPU: 8192 x 8192) matmul timed in the same process, same threads and
+  dtype (``--amp``'s on GPU); ``of_gemm`` = gflop_per_s / gemm_gflop_per_s.
+
+``--amp``: autocast to bf16/fp16 (the deformable convolutions and the losses stay float32 inside the model,
+as the original's AMP). ``--with-cp``: activation checkpointing in the backbone (``with_cp``) and the head
+tower (``use_checkpoint``; mmdet's tower checkpoints only its early-fusion modules, which FIBER has none of,
+so in effect the backbone), as FIBER's fine-tuning recipes.
 """
 import argparse
+import json
+import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
+from typing import Callable, Dict, List, Optional
 
 import torch
 from mmengine.config import Config
@@ -22,47 +49,137 @@ from mmengine.config import Config
 ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                     intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
                     bos_token_id=0, eos_token_id=2, hidden_act='gelu', layer_norm_eps=1e-5)
+PHASES = ('eval', 'train')
 
 
-def parse_args():
-    p = argparse.ArgumentParser(description='FIBER speed and memory on one image')
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description='FIBER speed, memory and FLOP rate on one image')
     p.add_argument('config')
     p.add_argument('--size', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'))
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--repeat', type=int, default=3)
-    p.add_argument('--no-backward', action='store_true')
+    p.add_argument('--boxes', type=int, default=5, help='ground-truth boxes of the training step')
+    p.add_argument('--phases', default='eval,train', help='comma-separated: eval, train')
+    p.add_argument('--no-backward', action='store_true', help='same as --phases eval')
     p.add_argument('--text-config', default='roberta-base', choices=['roberta-base', 'none'])
     p.add_argument('--tokenizer', default=None, help='tokenizer name or directory (default: the config\'s)')
     p.add_argument('--prompt', default='person. bicycle. car. motorcycle. airplane. bus. train. truck. boat')
-    p.add_argument('--amp', action='store_true', help='bf16 autocast (GPU)')
+    p.add_argument('--amp', nargs='?', const='bf16', default='none', choices=['none', 'bf16', 'fp16'],
+                   help='autocast dtype (bare --amp: bf16)')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
-    return p.parse_args()
+    p.add_argument('--with-cp', action='store_true', help='activation checkpointing (backbone and head)')
+    p.add_argument('--no-flops', action='store_true', help='skip the FLOP count (one more call per phase)')
+    p.add_argument('--json', default=None, metavar='OUT', help='write the figures to this JSON file')
+    p.add_argument('--same-process', action='store_true',
+                   help='CPU: run the phases in this process (peak RSS then covers all earlier phases)')
+    p.add_argument('--child', default=None, help=argparse.SUPPRESS)  # internal: run one phase, print JSON
+    args = p.parse_args(argv)
+    args.phases = ['eval'] if args.no_backward else [s for s in args.phases.split(',') if s]
+    unknown = sorted(set(args.phases) - set(PHASES))
+    if unknown:
+        p.error(f'unknown phase(s) {unknown}; choose from {PHASES}')
+    return args
+
+
+# ---------------------------------------------------------------------------------------------------- memory
+def rss_mib() -> float:
+    """Current resident memory of this process (Linux)."""
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
 def peak_memory_mib(device: str) -> float:
+    """CUDA allocator peak on GPU; the process's peak resident memory on CPU."""
     if device.startswith('cuda'):
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def timed(fn, device: str, repeat: int):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        if device.startswith('cuda'):
-            torch.cuda.synchronize()
-        t = time.perf_counter()
+# ---------------------------------------------------------------------------------------------------- timing
+def synchronize(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], None], device: str, repeat: int, cpu_time: bool = False):
+    """Median wall seconds of ``repeat`` calls (the caller runs the warm-up); with ``cpu_time`` also the median
+    CPU seconds of this process per call (all threads: on a shared machine, wall time / CPU time shows how
+    much of the threads' time the process got)."""
+    times, cpu = [], []
+    for _ in range(max(repeat, 1)):
+        synchronize(device)
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        if device.startswith('cuda'):
-            torch.cuda.synchronize()
+        synchronize(device)
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        cpu.append(time.process_time() - c)
+    return (statistics.median(times), statistics.median(cpu)) if cpu_time else statistics.median(times)
 
 
-def main() -> int:
-    args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def gemm_gflop_per_s(device: str, dtype: torch.dtype, n: Optional[int] = None, repeat: int = 5) -> float:
+    """Rate of a dense n x n matmul (the machine's practical peak for this dtype and thread count)."""
+    n = n or (8192 if device.startswith('cuda') else 2048)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    seconds = timed(lambda: a @ b, device, repeat)
+    return 2 * n**3 / seconds / 1e9
+
+
+# ---------------------------------------------------------------------------------------------------- FLOPs
+class FlopCount:
+    """``FlopCounterMode`` plus what it cannot see: the CPU fused attention kernels (registered with torch's
+    own SDPA formulas) and mmcv's deformable convolutions (their dense-convolution count, from module hooks).
+    Use as a context manager around one call; ``total`` is the FLOP count."""
+
+    def __init__(self, model: torch.nn.Module, backward: bool) -> None:
+        from torch.utils import flop_counter as fc
+        aten = torch.ops.aten
+
+        def forward_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
+            return fc.sdpa_flop_count(q, k, v)
+
+        def backward_flops(grad_out, q, k, v, *args, out_shape=None, **kwargs) -> int:
+            return fc.sdpa_backward_flop_count(grad_out, q, k, v)
+
+        mapping = {}
+        if hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):
+            mapping[aten._scaled_dot_product_flash_attention_for_cpu] = forward_flops
+            mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = backward_flops
+        self.counter = fc.FlopCounterMode(display=False, custom_mapping=mapping)
+        self.model = model
+        self.backward = backward
+        self.extra = 0
+        self.handles = []
+
+    def _deform_hook(self, module, inputs, output) -> None:
+        # a deformable 3x3 convolution costs (at least) what the dense one costs: 2 * Cin/g * k*k per output
+        k = module.kernel_size[0] * module.kernel_size[1]
+        flops = 2 * output.numel() * module.in_channels // module.groups * k
+        self.extra += flops * (3 if self.backward else 1)
+
+    def __enter__(self) -> 'FlopCount':
+        from mmcv.ops import ModulatedDeformConv2d
+        for m in self.model.modules():
+            if isinstance(m, ModulatedDeformConv2d):
+                self.handles.append(m.register_forward_hook(self._deform_hook))
+        self.counter.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.counter.__exit__(*exc)
+        for h in self.handles:
+            h.remove()
+
+    @property
+    def total(self) -> int:
+        return self.counter.get_total_flops() + self.extra
+
+
+# ---------------------------------------------------------------------------------------------------- model
+def build(args: argparse.Namespace):
+    """The model, one image (1, 3, H', W') padded to 32 and its data sample (prompt classes, ``--boxes``
+    seeded random boxes)."""
     from mmdet.registry import MODELS
     from mmdet.structures import DetDataSample
     from mmdet.utils import register_all_modules
@@ -77,8 +194,11 @@ def main() -> int:
     if args.tokenizer:
         lm.tokenizer = args.tokenizer
     if lm.get('tokenizer') is None and lm.get('name') is None:
-        print('no tokenizer: pass --tokenizer DIR (a RoBERTa-style tokenizer directory)', file=sys.stderr)
-        return 2
+        raise SystemExit('no tokenizer: pass --tokenizer DIR (a RoBERTa-style tokenizer directory)')
+    if args.with_cp:
+        cfg.model.backbone.with_cp = True
+        cfg.model.bbox_head.use_checkpoint = True
+    torch.manual_seed(0)
     # random weights from the constructors: init_weights() would only change the values, not the cost
     model = MODELS.build(cfg.model).to(args.device)
     H, W = args.size
@@ -87,34 +207,112 @@ def main() -> int:
     sample = DetDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W), pad_shape=tuple(img.shape[-2:]),
                                          batch_input_shape=tuple(img.shape[-2:]), scale_factor=(1., 1.)))
     sample.text = names
-    sample.gt_instances = InstanceData(
-        bboxes=torch.tensor([[0.1 * W, 0.1 * H, 0.5 * W, 0.6 * H], [0.4 * W, 0.3 * H, 0.9 * W, 0.9 * H]],
-                            device=args.device), labels=torch.tensor([0, 1 % len(names)], device=args.device))
-    autocast = torch.autocast(device_type='cuda' if args.device.startswith('cuda') else 'cpu',
-                              dtype=torch.bfloat16, enabled=args.amp)
+    g = torch.Generator().manual_seed(0)
+    corner = torch.rand(args.boxes, 2, generator=g) * 0.7
+    extent = torch.rand(args.boxes, 2, generator=g) * 0.25 + 0.05
+    boxes = torch.cat([corner, corner + extent], dim=1) * torch.tensor([W, H, W, H])
+    sample.gt_instances = InstanceData(bboxes=boxes.to(args.device),
+                                       labels=(torch.arange(args.boxes) % len(names)).to(args.device))
+    return model, img, sample
 
-    def forward():
+
+def run_phase(args: argparse.Namespace, phase: str) -> Dict[str, float]:
+    """Build the model and measure one phase in this process."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, img, sample = build(args)
+    device = args.device
+    dtype = {'none': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.amp]
+    autocast = torch.autocast(device_type='cuda' if device.startswith('cuda') else 'cpu', dtype=dtype,
+                              enabled=args.amp != 'none')
+
+    def evaluate():
         model.eval()
         with torch.no_grad(), autocast:
-            model.predict(img, [sample])
+            model.predict(img, [sample.clone()])
 
-    def forward_backward():
+    def train_step():
         model.train()
         model.zero_grad(set_to_none=True)
         with autocast:
-            losses = model.loss(img, [sample])
+            losses = model.loss(img, [sample.clone()])
         sum(losses.values()).backward()
 
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f'config: {args.config}  params: {n_params:,}  image: {H}x{W} (padded {tuple(img.shape[-2:])})  '
-          f'device: {args.device}  threads: {torch.get_num_threads()}  amp: {args.amp}')
-    t_fwd = timed(forward, args.device, args.repeat)
-    print(f'forward (predict, 1 prompt): {t_fwd:.3f} s   peak memory {peak_memory_mib(args.device):.0f} MiB')
-    if not args.no_backward:
-        if args.device.startswith('cuda'):
-            torch.cuda.reset_peak_memory_stats()
-        t_bwd = timed(forward_backward, args.device, args.repeat)
-        print(f'forward+backward (loss):     {t_bwd:.3f} s   peak memory {peak_memory_mib(args.device):.0f} MiB')
+    fn = evaluate if phase == 'eval' else train_step
+    synchronize(device)
+    model_rss = rss_mib()
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    fn()  # warm-up
+    seconds, cpu_seconds = timed(fn, device, args.repeat, cpu_time=True)
+    result = dict(seconds=seconds, cpu_seconds=cpu_seconds)
+    if device.startswith('cuda'):
+        result.update(peak_mib=torch.cuda.max_memory_allocated() / 2**20,
+                      peak_reserved_mib=torch.cuda.max_memory_reserved() / 2**20)
+    else:
+        peak = peak_memory_mib(device)
+        result.update(peak_rss_mib=peak, model_rss_mib=model_rss, phase_mib=peak - model_rss)
+    if not args.no_flops:  # after the memory readout: the counter's bookkeeping must not count as the phase's
+        with FlopCount(model, backward=phase == 'train') as flops:
+            fn()
+        gemm_dtype = dtype if device.startswith('cuda') else torch.float32
+        result['gflop'] = flops.total / 1e9
+        result['gemm_gflop_per_s'] = gemm_gflop_per_s(device, gemm_dtype)
+        result['gflop_per_s'] = result['gflop'] / seconds
+        result['of_gemm'] = result['gflop_per_s'] / result['gemm_gflop_per_s']
+    result['params'] = sum(p.numel() for p in model.parameters())
+    return result
+
+
+def run_isolated(argv: List[str], phase: str) -> Dict[str, float]:
+    """Run one phase in a fresh process (its peak RSS is then the phase's own) and read its JSON line."""
+    cmd = [sys.executable, os.path.abspath(__file__)] + argv + ['--child', phase]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f'the {phase} phase failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n'
+                         f'{proc.stderr[-4000:]}')
+    return json.loads(lines[-1])
+
+
+def table(rows: Dict[str, Dict[str, float]], device: str) -> str:
+    mem = ['peak_mib', 'peak_reserved_mib'] if device.startswith('cuda') else ['peak_rss_mib', 'phase_mib']
+    cols = ['seconds', 'cpu_seconds'] + mem
+    if all('gflop' in r for r in rows.values()):
+        cols += ['gflop', 'gflop_per_s', 'gemm_gflop_per_s', 'of_gemm']
+    lines = [f'{"phase":<6} ' + ' '.join(f'{c:>16}' for c in cols)]
+    for phase, r in rows.items():
+        cells = [f'{r[c]:>16.3f}' if c in ('seconds', 'cpu_seconds', 'of_gemm') else f'{r[c]:>16.1f}' for c in cols]
+        lines.append(f'{phase:<6} ' + ' '.join(cells))
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if args.child:
+        print(json.dumps(run_phase(args, args.child)))
+        return 0
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        raise SystemExit('--device cuda but torch sees no CUDA device')
+    isolate = not args.device.startswith('cuda') and not args.same_process
+    rows = {}
+    for phase in args.phases:
+        rows[phase] = run_isolated(argv, phase) if isolate else run_phase(args, phase)
+    H, W = args.size
+    info = dict(config=args.config, size=[H, W], device=args.device, amp=args.amp, with_cp=args.with_cp,
+                boxes=args.boxes, repeat=args.repeat,
+                threads=args.threads or torch.get_num_threads(), params=rows[args.phases[0]]['params'],
+                memory=('cuda allocator peak per phase' if args.device.startswith('cuda') else
+                        'peak RSS of a process per phase' if isolate else 'peak RSS of this process so far'))
+    print(f'config: {args.config}  params: {info["params"]:,}  image: {H}x{W}  device: {args.device}  '
+          f'threads: {info["threads"]}  amp: {args.amp}  with_cp: {args.with_cp}  boxes: {args.boxes}  '
+          f'repeat: {args.repeat}  memory: {info["memory"]}')
+    print(table(rows, args.device))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(dict(info, phases=rows), f, indent=2)
     return 0
 
 

@@ -7,13 +7,13 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.drop import build_dropout
-from mmcv.cnn.bricks.transformer import FFN, PatchEmbed, PatchMerging
+from mmcv.cnn.bricks.transformer import PatchEmbed, PatchMerging
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor
 
 from mmdet.registry import MODELS
-from ..layers import CachedShiftWindowMSA, ImageTextCrossAttention, SDPAWindowMSA
+from ..layers import CachedShiftWindowMSA, GeluLinearFFN, ImageTextCrossAttention, SDPAWindowMSA
 
 #: ``text_layer_fn(step, text_hidden, image_tokens) -> new text_hidden`` runs the text layer paired with the
 #: ``step``-th fused image block (see :meth:`FusionSwinTransformer.forward_fused`).
@@ -75,7 +75,7 @@ class FusionSwinBlock(BaseModule):
                 attn_drop=attn_drop_rate, proj_drop=drop_rate, use_sdpa=use_sdpa)
         self.drop_path = build_dropout(dict(type='DropPath', drop_prob=drop_path))
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.ffn = FFN(
+        self.ffn = GeluLinearFFN(  # the GELU output is recomputed in backward, not stored
             embed_dims=embed_dims,
             feedforward_channels=feedforward_channels,
             num_fcs=2,

@@ -14,6 +14,7 @@ from mmengine.model import BaseModel
 from torch import Tensor
 
 from mmdet.registry import MODELS
+from ..layers.softmax_attention import softmax_attention
 
 
 class RobertaEmbeddings(nn.Module):
@@ -77,8 +78,8 @@ class RobertaMultiHeadAttention(nn.Module):
         """
         kv = x if kv is None else kv
         q, k, v = self._split(self.query(x)), self._split(self.key(kv)), self._split(self.value(kv))
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=valid, dropout_p=self.attn_drop if self.training else 0.)
+        # RoBERTa's attention dropout would make SDPA keep three (B, heads, T, S) tensors on the CPU
+        out = softmax_attention(q, k, v, attn_mask=valid, dropout_p=self.attn_drop if self.training else 0.)
         B, _, T, _ = out.shape
         return out.transpose(1, 2).reshape(B, T, -1)
 

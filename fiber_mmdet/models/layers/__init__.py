@@ -10,3 +10,9 @@ __all__ = [
 from .spatial_dropblock import SpatialDropBlock  # noqa: E402
 
 __all__ += ['SpatialDropBlock']
+from .softmax_attention import RecomputedSoftmaxAttention, softmax_attention  # noqa: E402
+
+__all__ += ['RecomputedSoftmaxAttention', 'softmax_attention']
+from .gelu_linear_ffn import GeluLinear, GeluLinearFFN  # noqa: E402
+
+__all__ += ['GeluLinear', 'GeluLinearFFN']

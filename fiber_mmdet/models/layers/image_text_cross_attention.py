@@ -3,9 +3,10 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor
+
+from .softmax_attention import softmax_attention
 
 
 class ImageTextCrossAttention(BaseModule):
@@ -23,7 +24,8 @@ class ImageTextCrossAttention(BaseModule):
         qkv_bias (bool): Bias in the query and key/value projections. Defaults to True.
         attn_drop (float): Dropout on attention weights. Defaults to 0.
         proj_drop (float): Dropout after the output projection. Defaults to 0.
-        use_sdpa (bool): Use ``scaled_dot_product_attention``. Defaults to True.
+        use_sdpa (bool): Use :func:`softmax_attention` (fused kernels, no stored probabilities). Defaults to
+            True.
     """
 
     def __init__(self,
@@ -67,7 +69,7 @@ class ImageTextCrossAttention(BaseModule):
         valid = (text_mask > 0).view(B, 1, 1, T)
         drop = self.attn_drop.p if self.training else 0.
         if self.use_sdpa:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=valid, dropout_p=drop)
+            out = softmax_attention(q, k, v, attn_mask=valid, dropout_p=drop)
         else:
             logits = (q * self.head_dims**-0.5) @ k.transpose(-2, -1)
             logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)

@@ -2,14 +2,15 @@
 
 mmpretrain's ``WindowMSA`` / ``ShiftWindowMSA`` own the parameters (``qkv``, ``proj``,
 ``relative_position_bias_table``) and the window partition logic; here we only change *how* the attention is
-evaluated (``F.scaled_dot_product_attention`` instead of explicit matmul + softmax) and stop rebuilding the
-shifted-window mask on every call.
+evaluated (:func:`softmax_attention`: ``F.scaled_dot_product_attention``'s fused kernels, and in CPU training
+no stored attention probabilities) and stop rebuilding the shifted-window mask on every call.
 """
 from typing import Dict, Optional, Tuple
 
-import torch.nn.functional as F
 from mmpretrain.models.utils.attention import ShiftWindowMSA, WindowMSA
 from torch import Tensor
+
+from .softmax_attention import softmax_attention
 
 
 class SDPAWindowMSA(WindowMSA):
@@ -17,7 +18,8 @@ class SDPAWindowMSA(WindowMSA):
 
     Same parameters and numerics as :class:`mmpretrain.models.utils.WindowMSA` (the shifted-window mask uses
     −100 as in the original Swin); with ``use_sdpa=True`` the attention runs through
-    ``torch.nn.functional.scaled_dot_product_attention`` (tested equal to the plain path).
+    :func:`~fiber_mmdet.models.layers.softmax_attention` (tested equal to the plain path), the relative position
+    bias and the shifted-window mask passed apart so that their (nW, heads, N, N) sum is never stored.
 
     Args:
         use_sdpa (bool): Use the fused attention kernel. Defaults to True.
@@ -46,17 +48,20 @@ class SDPAWindowMSA(WindowMSA):
         if not self.use_sdpa:
             return super().forward(x, mask)
         B_, N, C = x.shape
-        qkv = self.qkv(x).reshape(B_, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        heads = self.num_heads
+        qkv = self.qkv(x).reshape(B_, N, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # (B_, heads, N, head_dim)
         bias = self.relative_position_bias().to(q.dtype)  # (heads, N, N)
+        shift_mask = None
         if mask is not None:
+            # (B, nW, heads, N, ·): the shifted-window mask (nW, 1, N, N) and the bias (heads, N, N) broadcast
             num_windows = mask.shape[0]
-            bias = bias.unsqueeze(0) + mask.to(q.dtype).unsqueeze(1)  # (nW, heads, N, N)
-            shape = (B_ // num_windows, num_windows, self.num_heads, N, -1)
+            shape = (B_ // num_windows, num_windows, heads, N, -1)
             q, k, v = q.reshape(shape), k.reshape(shape), v.reshape(shape)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, dropout_p=self.attn_drop.p if self.training else 0., scale=self.scale)
-        out = out.reshape(B_, self.num_heads, N, -1).transpose(1, 2).reshape(B_, N, C)
+            shift_mask = mask.to(q.dtype).unsqueeze(1)
+        out = softmax_attention(q, k, v, attn_mask=shift_mask, attn_bias=bias,
+                                dropout_p=self.attn_drop.p if self.training else 0., scale=self.scale)
+        out = out.reshape(B_, heads, N, -1).transpose(1, 2).reshape(B_, N, C)
         return self.proj_drop(self.proj(out))
 
 

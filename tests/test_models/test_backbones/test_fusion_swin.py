@@ -42,6 +42,20 @@ def test_sdpa_equals_plain_attention():
             assert (a - b).abs().max().item() < 1e-4 * b.abs().max().item()
 
 
+def test_sdpa_equals_plain_attention_in_training_gradients_included():
+    """Training on the CPU runs the recomputing attention (the relative position bias needs a gradient)."""
+    fast = _randomise(FusionSwinTransformer(**SMALL)).train()
+    plain = FusionSwinTransformer(**SMALL, use_sdpa=False).train()
+    plain.load_state_dict(fast.state_dict())
+    x, text, mask = _inputs(H=100, W=90)
+    for model in (fast, plain):
+        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in model(x, text, mask)).backward()
+    grads = dict(plain.named_parameters())
+    for name, p in fast.named_parameters():
+        ref = grads[name].grad
+        assert (p.grad - ref).abs().max().item() <= 1e-4 * ref.abs().max().item() + 1e-7, name
+
+
 def test_padded_text_tokens_are_ignored():
     m = _randomise(FusionSwinTransformer(**SMALL)).eval()
     x, text, mask = _inputs()
