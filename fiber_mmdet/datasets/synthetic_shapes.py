@@ -55,7 +55,7 @@ IMAGE_SIDE = (128, 192)
 # Written to meta.json; bumped whenever the same arguments would produce different files, so that callers (the
 # quickstart) can tell a stale dataset from a current one. 2: training captions name every object of their image.
 # 3: the grounding split needs the colour as well as the shape (version 2's split is kept as
-# grounding_unique_colour); larger objects; 800 VG images, half of whose mentions name one attribute.
+# grounding_unique_colour); larger objects; half of the VG mentions name one attribute.
 DATASET_VERSION = 3
 SPLITS = ('train_od', 'train_vg', 'val', 'grounding', 'grounding_unique_colour')
 # the two held-out grounding splits: what their images hold
@@ -323,7 +323,7 @@ def toy_dataset_version(out_dir: str) -> Optional[int]:
 def generate_toy_dataset(out_dir: str,
                          seed: int = 0,
                          num_train_od: int = 1200,
-                         num_train_vg: int = 800,
+                         num_train_vg: int = 400,
                          num_val: int = 100,
                          num_grounding: int = 100,
                          empty_fraction: float = 0.02,
