@@ -192,7 +192,7 @@ def test_cli(tmp_path, capsys):
     assert 'held-out combinations: purple circle, red square, green triangle' in capsys.readouterr().out
     meta = json.load(open(out / 'annotations' / 'meta.json'))
     assert meta['seed'] == 3 and meta['files']['tokenizer'] is None
-    # without options the CLI writes what the generator writes by default (1200 OD, 800 VG images, ...)
+    # without options the CLI writes what the generator writes by default (1200 OD, 400 VG images, ...)
     args = cli.parse_args([str(out)])
     assert (args.seed, args.num_train_od, args.num_train_vg, args.num_val, args.num_grounding, args.vocab_size) == \
-        (0, 1200, 800, 100, 100, 512)
+        (0, 1200, 400, 100, 100, 512)
