@@ -6,8 +6,8 @@ _base_ = ['../_base_/models/fiber_tiny.py', '../_base_/default_runtime.py']
 data_root = 'data/toy_shapes/'
 tokenizer_dir = data_root + 'tokenizer'
 classes = ('circle', 'square', 'triangle', 'diamond', 'cross')
-# 7.0 min on a quiet 2-core CPU (0.35 s per iteration), 11.3 min on a slow hour; fiber_toy_2400x2.py learns more
-# (batch 2 x 2400 iterations) in about 1.4x the time. The README has the curve.
+# 9.0 min on a quiet 2-core CPU (0.42 s per iteration, toy data version 3): AP50 0.70, attribute grounding 0.40;
+# the README has the figures and what each change bought.
 batch_size = 4
 max_iters = 1200
 max_tokens = 64  # toy captions have at most 17 tokens; FIBER-B uses 256

@@ -162,6 +162,40 @@ def test_layer_on_cpu_equals_mmcv_kernel(stride):
     torch.testing.assert_close(fast, layer(x, offset, mask), rtol=1e-5, atol=1e-5)
 
 
+def _saved_bytes(fn) -> int:
+    """Bytes of the tensors autograd keeps for backward while ``fn()`` runs (each storage counted once)."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(storages.values())
+
+
+def test_layer_recomputes_its_columns_in_backward_with_the_same_gradients():
+    layer = _layer()
+    x = torch.randn(2, 8, 12, 12, requires_grad=True)
+    offset = (2 * torch.randn(2, 18, 12, 12)).requires_grad_()
+    mask = torch.rand(2, 9, 12, 12, requires_grad=True)
+    results = {}
+    for recompute in (True, False):
+        layer.recompute_columns = recompute
+        out, saved = _saved_bytes(lambda: layer(x, offset, mask))
+        grads = torch.autograd.grad(out.square().sum(), (x, offset, mask, layer.weight, layer.bias))
+        results[recompute] = out, grads, saved
+    (out_r, grads_r, saved_r), (out_k, grads_k, saved_k) = results[True], results[False]
+    assert torch.equal(out_r, out_k)
+    for a, b in zip(grads_r, grads_k):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    # the kept columns are C_in * K = 72 times the input; recomputing keeps the inputs and the weights only
+    columns = 2 * 8 * 9 * 12 * 12 * 4
+    inputs = sum(t.numel() * 4 for t in (x, offset, mask, layer.weight, layer.bias))
+    assert saved_k > columns > saved_r and saved_r <= inputs
+
+
 def test_layer_keeps_mmcv_state_dict():
     mmcv_layer = ModulatedDeformConv2d(8, 6, 3, padding=1)
     layer = _layer()
