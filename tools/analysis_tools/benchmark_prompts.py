@@ -106,7 +106,7 @@ def main() -> int:
           f'device: {args.device}  threads: {torch.get_num_threads()}  images: plain {args.plain_images}, '
           f'cached {args.images}')
     settings = dict(many=names, single=names[:args.chunk])
-    batch_size = args.prompt_batch_size or cfg.model.test_cfg.get('prompt_batch_size', 8)
+    batch_size = args.prompt_batch_size or cfg.model.test_cfg.get('prompt_batch_size', None) or 8
     path_cfgs = dict(plain=dict(reuse_text_free_features=False),
                      cached=dict(reuse_text_free_features=True, prompt_batch_size=1),
                      batched=dict(reuse_text_free_features=True, prompt_batch_size=batch_size))

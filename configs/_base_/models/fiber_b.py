@@ -83,5 +83,6 @@ model = dict(
         reuse_text_free_features=True,
         text_cache_size=64,
         # with reuse_text_free_features: the (image, prompt) pairs run through the fused blocks, neck and head
-        # this many per forward (LVIS' 31 prompts: 4 forwards); memory grows linearly with it, 1 = one pair at a time
-        prompt_batch_size=8))
+        # this many per forward; memory grows linearly with it, 1 = one pair at a time. None: 8 on CUDA (LVIS'
+        # 31 prompts: 4 forwards), 1 on the CPU, where 8 per forward was 1.15x slower (FIBER-B, 512², 31 prompts)
+        prompt_batch_size=None))

@@ -143,3 +143,9 @@ def test_swin_state_select_repeats_rows_without_copying_one_image():
     assert (three.hw_shape, three.position) == ((2, 3), 5)
     mixed = state.select([1, 0, 1])
     assert torch.equal(mixed.x, x[[1, 0, 1]]) and torch.equal(mixed.outs[0], outs[0][[1, 0, 1]])
+
+
+def test_default_runs_one_pair_per_forward_on_the_cpu(model):
+    """Unset (None), the batch follows the device: one pair per forward on the CPU, where 8 measured slower."""
+    _, sizes, num_prompts = _detect(model, _images(1), [NAMES], prompt_batch_size=None)
+    assert sum(num_prompts) > 1 and sizes == [1] * sum(num_prompts)
