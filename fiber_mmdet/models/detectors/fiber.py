@@ -346,7 +346,7 @@ class FIBER(SingleStageDetector):
         metas = [s.metainfo for s in batch_data_samples]
         results: List[List[InstanceData]] = [[None] * len(p) for p in prompts]
         pairs_per_forward = self.test_cfg.get('prompt_batch_size', None)
-        if pairs_per_forward is None:  # on the CPU 8 per forward measured 1.15x slower than 1 (FIBER-B 512², 31 prompts)
+        if pairs_per_forward is None:  # CPU: 8 per forward was 1.15x slower than 1 (FIBER-B 512², 31 prompts)
             pairs_per_forward = 8 if batch_inputs.is_cuda else 1
         for run in prompt_batches([len(p) for p in prompts], pairs_per_forward):
             run_prompts = [prompts[i][j] for i, j in run]
