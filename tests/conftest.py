@@ -75,8 +75,8 @@ def toy_root(tmp_path_factory) -> Path:
     """``ROOT/data/toy_shapes`` with 4 train, 4 val and 3 grounding images, and its tokenizer."""
     from fiber_mmdet.datasets import generate_toy_dataset
     root = tmp_path_factory.mktemp('toy')
-    generate_toy_dataset(str(root / 'data' / 'toy_shapes'), seed=0, num_train_od=4, num_train_vg=4, num_val=4,
-                         num_grounding=3)
+    generate_toy_dataset(str(root / 'data' / 'toy_shapes'), seed=0, num_train_od=4, num_train_od_attr=4,
+                         num_train_vg=4, num_val=4, num_grounding=3)
     return root
 
 

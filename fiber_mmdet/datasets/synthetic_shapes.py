@@ -3,11 +3,13 @@
 :func:`generate_toy_dataset` writes, deterministically from a seed (same seed -> byte-identical files)::
 
     OUT_DIR/
-      images/{train_od,train_vg,val,grounding,grounding_unique_colour}/000000.png ...
+      images/{train_od,train_od_attr,train_vg,val,grounding,grounding_unique_colour}/000000.png ...
                             128-192 px, 1-6 shapes on a plain background
       annotations/
         label_map.json      {"0": "circle", ...}                 ODVG label map (mmdet's 0-based convention)
         train_od.jsonl      ODVG OD lines (detection.instances: bbox xyxy, label, category, colour, size)
+        label_map_attr.json {"0": "red circle", ...}             the 20 seen colour-shape pairs as classes
+        train_od_attr.jsonl ODVG OD lines labelled by colour and shape (classes of label_map_attr.json)
         train_vg.jsonl      ODVG VG lines (grounding.caption naming every object + regions with phrase and
                             tokens_positive)
         val_coco.json       COCO instances (categories 1..5 = the shapes) for box AP
@@ -19,10 +21,12 @@
 Objects are a shape (circle, square, triangle, diamond, cross) in a colour (red, green, blue, yellow, purple) and
 a size (small, large). Five colour-shape combinations -- one per colour and one per shape, e.g. "green triangle"
 -- are held out: they never appear in any training image (OD or VG). The grounding captions name held-out
-combinations only. In ``grounding`` each named object shares its image with a seen object of the same shape and
-size in another colour, and often with a seen object of its colour, so only colour and shape together pick the
-box; ``grounding_unique_colour`` (version 2's split) holds held-out objects only, one per colour, where the shape
-alone suffices. The detection validation split draws objects from all 25 combinations (so its AP also measures
+combinations only. Training needs the colour too: each VG image is an attribute scene of seen pairs (a named
+object beside a twin of its shape in another colour), and ``train_od_attr`` labels its boxes by colour and shape.
+In ``grounding`` each named object shares its image with a seen object of the same shape and size in another
+colour, and often with a seen object of its colour, so only colour and shape together pick the box;
+``grounding_unique_colour`` (version 2's split) holds held-out objects only, one per colour, where the shape alone
+suffices. The detection validation split draws objects from all 25 combinations (so its AP also measures
 shape detection on unseen colour-shape pairs). Boxes are exact pixel extents, stored xyxy with
 ``x2 = x + w`` (ODVG) or xywh (COCO). Captions name objects by attributes ("the small red triangle", "a blue circle
 left of a green square"); a phrase span covers the attributes and the shape name, not the determiner.
@@ -56,8 +60,10 @@ IMAGE_SIDE = (128, 192)
 # quickstart) can tell a stale dataset from a current one. 2: training captions name every object of their image.
 # 3: the grounding split needs the colour as well as the shape (version 2's split is kept as
 # grounding_unique_colour); larger objects; half of the VG mentions name one attribute.
-DATASET_VERSION = 3
-SPLITS = ('train_od', 'train_vg', 'val', 'grounding', 'grounding_unique_colour')
+# 4: VG images are attribute scenes of seen pairs (twins and cousins, as in the grounding split); 600 more OD
+# images labelled by colour and shape (train_od_attr).
+DATASET_VERSION = 4
+SPLITS = ('train_od', 'train_vg', 'val', 'grounding', 'grounding_unique_colour', 'train_od_attr')
 # the two held-out grounding splits: what their images hold
 GROUNDING_SPLITS = {
     'grounding': 'held-out pairs beside seen ones of the same shape (and often the same colour): needs both',
@@ -171,26 +177,33 @@ def sample_objects(rng: np.random.Generator, width: int, height: int, num: int,
     return objects
 
 
-def sample_attribute_scene(rng: np.random.Generator, width: int, height: int,
-                           num_targets: int) -> Tuple[List[ShapeObject], List[ShapeObject]]:
-    """Objects of the attribute-requiring grounding split and the held-out targets among them.
+def sample_attribute_scene(rng: np.random.Generator, width: int, height: int, num_targets: int,
+                           targets: Sequence[Tuple[str, str]] = HELD_OUT,
+                           cousin_prob: float = 0.5) -> Tuple[List[ShapeObject], List[ShapeObject]]:
+    """Objects of a scene where only colour and shape together pick an object, and the targets among them.
 
-    Each target (a distinct held-out colour-shape pair) comes with a distractor of the same shape and size in
-    another colour, and half of the time with one of the same colour and another shape; distractors are seen
-    pairs. A caption naming the target therefore needs its colour and its shape: shape alone is right at
-    most half the time. A target whose same-shape distractor does not fit is dropped with it.
+    Each target (a distinct pair from ``targets``: the held-out pairs for the grounding split, seen pairs for
+    training captions) comes with a twin of the same shape and size in another colour, and with ``cousin_prob``
+    with a cousin of the same colour and another shape; twins and cousins are seen pairs. A caption naming the
+    target therefore needs its colour and its shape: shape alone is right at most half the time. A target whose
+    twin does not fit is dropped with it.
     """
     seen = set(seen_combos())
     objects: List[ShapeObject] = []
-    targets: List[ShapeObject] = []
-    order = rng.permutation(len(HELD_OUT))[:num_targets]
-    for shape, colour in (HELD_OUT[int(i)] for i in order):
+    chosen: List[ShapeObject] = []
+    for shape, colour in (targets[int(i)] for i in rng.permutation(len(targets))[:num_targets]):
+        if any(o.combo == (shape, colour) for o in objects):  # already placed as another target's twin or cousin
+            continue
         size = 'small' if rng.random() < 0.5 else 'large'
-        twins = [c for c in COLOURS if (shape, c) in seen and not any(o.combo == (shape, c) for o in objects)]
-        cousins = [s for s in SHAPES if (s, colour) in seen and not any(o.combo == (s, colour) for o in objects)]
+        twins = [c for c in COLOURS
+                 if c != colour and (shape, c) in seen and not any(o.combo == (shape, c) for o in objects)]
+        cousins = [s for s in SHAPES
+                   if s != shape and (s, colour) in seen and not any(o.combo == (s, colour) for o in objects)]
+        if not twins:
+            continue
         side = _random_side(rng, size)
         group = [(shape, colour, size, side), (shape, twins[int(rng.integers(len(twins)))], size, side)]
-        if cousins and rng.random() < 0.5:
+        if cousins and rng.random() < cousin_prob:
             other = 'small' if rng.random() < 0.5 else 'large'
             group.append((cousins[int(rng.integers(len(cousins)))], colour, other, _random_side(rng, other)))
         placed: List[ShapeObject] = []
@@ -205,8 +218,8 @@ def sample_attribute_scene(rng: np.random.Generator, width: int, height: int,
                 break
         if placed:
             objects += placed
-            targets.append(placed[0])
-    return objects, targets
+            chosen.append(placed[0])
+    return objects, chosen
 
 
 def _relation(a: ShapeObject, b: ShapeObject) -> Optional[str]:
@@ -328,6 +341,8 @@ def generate_toy_dataset(out_dir: str,
                          num_grounding: int = 100,
                          empty_fraction: float = 0.02,
                          partial_prob: float = 0.5,
+                         vg_contrast_prob: float = 1.0,
+                         num_train_od_attr: int = 600,
                          tokenizer_vocab_size: int = 512,
                          with_tokenizer: bool = True) -> dict:
     """Write the toy dataset to ``out_dir`` (see the module docstring) and return its ``meta.json`` content.
@@ -340,6 +355,12 @@ def generate_toy_dataset(out_dir: str,
         empty_fraction: fraction of OD training images drawn without objects (exercises the empty-image filter).
         partial_prob: share of training-caption mentions that name an object by its colour alone or its shape
             alone (where unique in the image); the held-out captions always name both.
+        vg_contrast_prob: share of VG training images drawn as attribute scenes of seen pairs (each named object
+            beside a twin of its shape in another colour, often beside a cousin of its colour), where a caption
+            token can only be right about its box by reading the colour; the other VG images hold 1-3 distinct
+            seen pairs (version 3).
+        num_train_od_attr: OD training images whose classes are the 20 seen colour-shape pairs ("red circle"),
+            so that the prompts of the OD transform list same-shape pairs in other colours as negatives.
         tokenizer_vocab_size: vocabulary size of the trained tokenizer.
         with_tokenizer: train and write ``tokenizer/``.
     """
@@ -352,11 +373,15 @@ def generate_toy_dataset(out_dir: str,
     label_map = {str(i): shape for i, shape in enumerate(SHAPES)}
     shape_to_label = {shape: i for i, shape in enumerate(SHAPES)}
 
-    def new_image(split: str, index: int, num_range: Tuple[int, int], combos, unique: bool):
+    def new_image(split: str, index: int, num_range: Tuple[int, int], combos, unique: bool,
+                  contrast: bool = False):
         rng = rngs[split]
         width, height = _image_size(rng)
         num = int(rng.integers(num_range[0], num_range[1] + 1))
-        objects = sample_objects(rng, width, height, num, combos, unique)
+        if contrast:  # num seen targets, each with its twin and often its cousin
+            objects = sample_attribute_scene(rng, width, height, num, combos, cousin_prob=0.5)[0]
+        else:
+            objects = sample_objects(rng, width, height, num, combos, unique)
         background = int(rng.integers(200, 246))
         file_name = f'{index:06d}.png'
         _save(render(width, height, objects, background), osp.join(out_dir, 'images', split, file_name))
@@ -374,11 +399,23 @@ def generate_toy_dataset(out_dir: str,
             dict(bbox=list(o.box), label=shape_to_label[o.shape], category=o.shape, colour=o.colour, size=o.size)
             for o in objects])))
 
+    # training detection by colour and shape (ODVG OD over the 20 seen pairs as classes, "red circle", ...)
+    attr_names = [f'{colour} {shape}' for shape, colour in seen_combos()]
+    attr_label = {name: i for i, name in enumerate(attr_names)}
+    od_attr_lines = []
+    for index in range(num_train_od_attr):
+        file_name, width, height, objects = new_image('train_od_attr', index, (1, 5), seen_combos(), unique=False)
+        od_attr_lines.append(dict(filename=file_name, height=height, width=width, detection=dict(instances=[
+            dict(bbox=list(o.box), label=attr_label[f'{o.colour} {o.shape}'], category=f'{o.colour} {o.shape}',
+                 colour=o.colour, size=o.size) for o in objects])))
+
     # training grounding (ODVG VG)
     vg_lines, texts = [], []
     for index in range(num_train_vg):
         # every object of a training grounding image is named: an unnamed one would be a background box
-        file_name, width, height, objects = new_image('train_vg', index, (1, 3), seen_combos(), unique=True)
+        contrast = vg_contrast_prob > 0 and rngs['train_vg'].random() < vg_contrast_prob
+        file_name, width, height, objects = new_image('train_vg', index, (1, 2) if contrast else (1, 3),
+                                                      seen_combos(), unique=True, contrast=contrast)
         caption = make_caption(rngs['train_vg'], objects, name_all=True, partial_prob=partial_prob)
         texts.append(caption.text)
         vg_lines.append(dict(filename=file_name, height=height, width=width, objects=[
@@ -441,6 +478,8 @@ def generate_toy_dataset(out_dir: str,
     _write_json(osp.join(ann_dir, 'label_map.json'), label_map)
     _write_jsonl(osp.join(ann_dir, 'train_od.jsonl'), od_lines)
     _write_jsonl(osp.join(ann_dir, 'train_vg.jsonl'), vg_lines)
+    _write_json(osp.join(ann_dir, 'label_map_attr.json'), {str(i): name for i, name in enumerate(attr_names)})
+    _write_jsonl(osp.join(ann_dir, 'train_od_attr.jsonl'), od_attr_lines)
     _write_json(osp.join(ann_dir, 'val_coco.json'), val_coco)
     _write_json(osp.join(ann_dir, 'grounding_val.json'), grounding)
     _write_json(osp.join(ann_dir, 'grounding_unique_colour_val.json'), grounding_unique)
@@ -459,16 +498,20 @@ def generate_toy_dataset(out_dir: str,
         colours=list(COLOURS),
         sizes={k: list(v) for k, v in SIZES.items()},
         held_out=[list(c) for c in HELD_OUT],
-        counts=dict(train_od=num_train_od, train_od_empty=num_empty, train_vg=num_train_vg, val=num_val,
+        counts=dict(train_od=num_train_od, train_od_empty=num_empty, train_od_attr=num_train_od_attr,
+                    train_od_attr_boxes=sum(len(line['detection']['instances']) for line in od_attr_lines),
+                    train_vg=num_train_vg, val=num_val,
                     grounding_images=num_grounding, grounding_records=len(grounding['images']),
                     grounding_unique_colour_records=len(grounding_unique['images']),
                     train_od_boxes=sum(len(line['detection']['instances']) for line in od_lines),
                     val_boxes=len(val_annotations), grounding_boxes=len(grounding['annotations']),
                     grounding_unique_colour_boxes=len(grounding_unique['annotations'])),
         files=dict(label_map='annotations/label_map.json', train_od='annotations/train_od.jsonl',
+                   label_map_attr='annotations/label_map_attr.json', train_od_attr='annotations/train_od_attr.jsonl',
                    train_vg='annotations/train_vg.jsonl', val='annotations/val_coco.json',
                    grounding='annotations/grounding_val.json',
-                   grounding_unique_colour='annotations/grounding_unique_colour_val.json', tokenizer='tokenizer' if with_tokenizer else None),
+                   grounding_unique_colour='annotations/grounding_unique_colour_val.json',
+                   tokenizer='tokenizer' if with_tokenizer else None),
         data_prefix={split: f'images/{split}/' for split in SPLITS},
         box_convention='xyxy with x2 = x + w (exclusive), COCO xywh in val/grounding',
     )

@@ -90,7 +90,7 @@ def test_pretrain_recipe_values(repo_root):
 def toy_data(tmp_path_factory):
     from fiber_mmdet.datasets.synthetic_shapes import generate_toy_dataset
     out = str(tmp_path_factory.mktemp('toy_shapes'))
-    generate_toy_dataset(out, seed=1, num_train_od=8, num_train_vg=8, num_val=4, num_grounding=4)
+    generate_toy_dataset(out, seed=1, num_train_od=8, num_train_od_attr=4, num_train_vg=8, num_val=4, num_grounding=4)
     return out
 
 

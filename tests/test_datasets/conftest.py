@@ -59,8 +59,8 @@ def tokenizer(tokenizer_dir):
 def toy_dataset(tmp_path_factory):
     """(directory, meta) of a small toy dataset (seed 0) with its tokenizer."""
     out_dir = str(tmp_path_factory.mktemp('toy'))
-    meta = generate_toy_dataset(out_dir, seed=0, num_train_od=60, num_train_vg=40, num_val=20, num_grounding=20,
-                                empty_fraction=0.1)
+    meta = generate_toy_dataset(out_dir, seed=0, num_train_od=60, num_train_od_attr=30, num_train_vg=40, num_val=20,
+                                num_grounding=20, empty_fraction=0.1)
     return out_dir, meta
 
 

@@ -31,7 +31,8 @@ def _lines(root, meta, split):
 
 def test_deterministic(tmp_path, toy_dataset):
     root, _ = toy_dataset
-    kwargs = dict(seed=0, num_train_od=60, num_train_vg=40, num_val=20, num_grounding=20, empty_fraction=0.1)
+    kwargs = dict(seed=0, num_train_od=60, num_train_od_attr=30, num_train_vg=40, num_val=20, num_grounding=20,
+                  empty_fraction=0.1)
     generate_toy_dataset(str(tmp_path / 'a'), **kwargs)
     first = _digest(str(tmp_path / 'a'))
     assert first == _digest(root)  # same seed: byte-identical files, tokenizer included
@@ -125,7 +126,8 @@ def test_vg_spans_and_boxes(toy_dataset):
             mask = (image[y1:y2, x1:x2] == np.array(COLOURS[colour], dtype=np.uint8)).all(-1)
             ys, xs = np.nonzero(mask)
             assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (0, 0, x2 - x1, y2 - y1), shape
-    assert min(parts.values()) > 0.1 * sum(parts.values()), parts
+    # attribute scenes hold same-shape twins, so a shape is seldom unique: shape-only mentions are the rarest
+    assert min(parts.values()) > 0.05 * sum(parts.values()), parts
 
 
 def test_coco_files_load(toy_dataset):
@@ -187,12 +189,52 @@ def test_cli(tmp_path, capsys):
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     out = tmp_path / 'cli'
-    cli.main([str(out), '--seed', '3', '--num-train-od', '4', '--num-train-vg', '4', '--num-val', '2',
-              '--num-grounding', '2', '--no-tokenizer'])
+    cli.main([str(out), '--seed', '3', '--num-train-od', '4', '--num-train-od-attr', '3', '--num-train-vg', '4',
+              '--num-val', '2', '--num-grounding', '2', '--no-tokenizer'])
     assert 'held-out combinations: purple circle, red square, green triangle' in capsys.readouterr().out
     meta = json.load(open(out / 'annotations' / 'meta.json'))
-    assert meta['seed'] == 3 and meta['files']['tokenizer'] is None
+    assert meta['seed'] == 3 and meta['files']['tokenizer'] is None and meta['counts']['train_od_attr'] == 3
     # without options the CLI writes what the generator writes by default (1200 OD, 400 VG images, ...)
     args = cli.parse_args([str(out)])
-    assert (args.seed, args.num_train_od, args.num_train_vg, args.num_val, args.num_grounding, args.vocab_size) == \
-        (0, 1200, 400, 100, 100, 512)
+    assert (args.seed, args.num_train_od, args.num_train_od_attr, args.num_train_vg, args.num_val, args.num_grounding,
+            args.vocab_size) == (0, 1200, 600, 400, 100, 100, 512)
+
+
+def test_training_needs_the_colour(toy_dataset):
+    """Version 4: every VG training image is an attribute scene of seen pairs (a twin of the same shape in
+    another colour beside each target), and ``train_od_attr`` labels boxes by colour and shape, over the 20 seen
+    pairs only; the grounding and validation files do not depend on these training options."""
+    root, meta = toy_dataset
+    seen = {(s, c) for s in SHAPES for c in COLOURS} - set(HELD_OUT)
+    lines = _lines(root, meta, 'train_vg')
+    for line in lines:
+        combos = [(o['shape'], o['colour']) for o in line['objects']]
+        assert set(combos) <= seen and len(set(combos)) == len(combos)
+        shapes = [shape for shape, _ in combos]
+        assert any(shapes.count(s) > 1 for s in shapes), line['filename']  # a same-shape twin in another colour
+    with open(osp.join(root, meta['files']['label_map_attr'])) as f:
+        attr_names = json.load(f)
+    assert sorted(attr_names.values()) == sorted(f'{c} {s}' for s, c in seen)
+    od_attr = _lines(root, meta, 'train_od_attr')
+    assert len(od_attr) == meta['counts']['train_od_attr'] > 0
+    boxes = [i for line in od_attr for i in line['detection']['instances']]
+    assert len(boxes) == meta['counts']['train_od_attr_boxes']
+    for box in boxes:
+        assert attr_names[str(box['label'])] == box['category'] == f'{box["colour"]} {box["category"].split()[1]}'
+    assert len({b['category'] for b in boxes}) > 10
+
+
+def test_training_options_leave_evaluation_alone(tmp_path, toy_dataset):
+    root, _ = toy_dataset
+    generate_toy_dataset(str(tmp_path / 'v3'), seed=0, num_train_od=60, num_train_vg=40, num_val=20,
+                         num_grounding=20, empty_fraction=0.1, vg_contrast_prob=0.0, num_train_od_attr=0,
+                         with_tokenizer=False)
+    ours, theirs = _digest(root), _digest(str(tmp_path / 'v3'))
+    evaluation = [k for k in ours if k.split(os.sep)[1] in ('val', 'grounding', 'grounding_unique_colour')
+                  or k.endswith(('val_coco.json', 'grounding_val.json', 'grounding_unique_colour_val.json'))]
+    assert len(evaluation) > 40 and all(ours[k] == theirs[k] for k in evaluation)
+    assert ours['annotations/train_od.jsonl'] == theirs['annotations/train_od.jsonl']
+    assert ours['annotations/train_vg.jsonl'] != theirs['annotations/train_vg.jsonl']
+    # without attribute scenes the VG images hold distinct pairs, often of different shapes only (version 3)
+    plain = [json.loads(line) for line in open(tmp_path / 'v3' / 'annotations' / 'train_vg.jsonl')]
+    assert any(len({o['shape'] for o in line['objects']}) == len(line['objects']) for line in plain)

@@ -31,7 +31,8 @@ def toy_demo_model(tmp_path_factory) -> SimpleNamespace:
 
     root = tmp_path_factory.mktemp('gradio_demo')
     data = root / 'toy_shapes'
-    generate_toy_dataset(str(data), seed=0, num_train_od=8, num_train_vg=8, num_val=2, num_grounding=2)
+    generate_toy_dataset(str(data), seed=0, num_train_od=8, num_train_od_attr=4, num_train_vg=8, num_val=2,
+                         num_grounding=2)
     # configs/toy/fiber_toy.py on this data: its paths are relative to data_root, which the config's derived
     # values (tokenizer, annotation files) have already read, so each is set here
     cfg = Config.fromfile(str(REPO_ROOT / 'configs' / 'toy' / 'fiber_toy.py'))

@@ -78,7 +78,7 @@ def toy_root(tmp_path_factory) -> str:
     """A toy dataset of 8 + 8 training images, 4 validation and 4 grounding images, with its tokenizer."""
     from fiber_mmdet.datasets.synthetic_shapes import generate_toy_dataset
     out = str(tmp_path_factory.mktemp('toy_shapes'))
-    generate_toy_dataset(out, seed=1, num_train_od=8, num_train_vg=8, num_val=4, num_grounding=4)
+    generate_toy_dataset(out, seed=1, num_train_od=8, num_train_od_attr=4, num_train_vg=8, num_val=4, num_grounding=4)
     return out
 
 
