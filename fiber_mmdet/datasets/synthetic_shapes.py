@@ -379,7 +379,7 @@ def generate_toy_dataset(out_dir: str,
         width, height = _image_size(rng)
         num = int(rng.integers(num_range[0], num_range[1] + 1))
         if contrast:  # num seen targets, each with its twin and often its cousin
-            objects = sample_attribute_scene(rng, width, height, num, combos, cousin_prob=0.5)[0]
+            objects = sample_attribute_scene(rng, width, height, num, combos)[0]
         else:
             objects = sample_objects(rng, width, height, num, combos, unique)
         background = int(rng.integers(200, 246))
@@ -413,6 +413,7 @@ def generate_toy_dataset(out_dir: str,
     vg_lines, texts = [], []
     for index in range(num_train_vg):
         # every object of a training grounding image is named: an unnamed one would be a background box
+        # no draw at all without attribute scenes, so that vg_contrast_prob=0 writes version 3's VG images
         contrast = vg_contrast_prob > 0 and rngs['train_vg'].random() < vg_contrast_prob
         file_name, width, height, objects = new_image('train_vg', index, (1, 2) if contrast else (1, 3),
                                                       seen_combos(), unique=True, contrast=contrast)

@@ -43,6 +43,28 @@ def test_probe_runs_on_the_toy_layout(toy_root, toy_checkpoint, tmp_path, monkey
         assert probes['num_objects'] == sum(len(json.loads(line)['detection']['instances']) for line in f)
     for level in ('backbone', 'fpn', 'head_tower'):
         assert 0 <= probes[level]['colour'] <= 1 and 0 <= probes[level]['shape'] <= 1
-    assert tokens['num_phrases'] > 0
+    assert tokens['num_phrases'] > 0 and set(tokens['skipped']) == {'no_twin', 'no_anchor'}
     for word in ('colour_word', 'shape_word'):
         assert 0 < tokens[word]['target'] < 1 and 0 < tokens[word]['twin'] < 1
+
+
+def test_a_phrase_of_more_tokens_than_words_is_an_error(toy_root, toy_checkpoint, tmp_path, monkeypatch):
+    """The colour and shape words are read as a phrase's last two tokens: a word the toy tokenizer splits
+    (here an unknown colour word) must stop the probe with the file named, not shift the columns silently."""
+    import shutil
+    root = tmp_path / 'copy'
+    shutil.copytree(toy_root / 'data', root / 'data')
+    grounding_file = root / 'data' / 'toy_shapes' / 'annotations' / 'grounding_val.json'
+    grounding = json.loads(grounding_file.read_text())
+    image = grounding['images'][0]
+    (beg, end), = image['tokens_positive_eval'][0]
+    colour = image['caption'][beg:end].split()[-2]
+    image['caption'] = image['caption'].replace(colour, 'qzxvkj', 1)
+    shift = len('qzxvkj') - len(colour)
+    image['tokens_positive_eval'] = [[[b, e + shift]] if i == 0 else [[b + shift, e + shift]]
+                                     for i, ((b, e), ) in enumerate(image['tokens_positive_eval'])]
+    grounding['images'] = [image]
+    grounding_file.write_text(json.dumps(grounding))
+    monkeypatch.chdir(root)
+    with pytest.raises(ValueError, match=rf"{image['file_name']}: phrase .*qzxvkj.* tokens for"):
+        _tool().main([str(REPO_ROOT / 'configs' / 'toy' / 'fiber_toy.py'), toy_checkpoint])

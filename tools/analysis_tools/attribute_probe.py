@@ -19,16 +19,14 @@ Example::
 import argparse
 import json
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.dataset import Compose, pseudo_collate
 
-PROMPT = 'circle. square. triangle. diamond. cross.'
-LEVELS = ('backbone', 'fpn', 'head_tower')
-STRIDE = 8  # the first FPN level: the backbone stage it reads, the FPN output and the tower output
+LEVELS = ('backbone', 'fpn', 'head_tower')  # all read at the first FPN level's stride
 
 
 def ridge_probe(features: np.ndarray, labels: Sequence[str], train_fraction: float = 0.7,
@@ -93,17 +91,19 @@ def _run(model, pipeline, **inputs) -> None:
         model.test_step(pseudo_collate([pipeline(dict(img_id=0, **inputs))]))
 
 
-def probe_features(model, pipeline, capture: _Capture, data_root: str, lines: Sequence[dict]) -> dict:
-    """Colour and shape probe accuracies per feature level, from the objects of ODVG OD ``lines``."""
+def probe_features(model, pipeline, capture: _Capture, image_dir: str, lines: Sequence[dict],
+                   class_names: Sequence[str]) -> dict:
+    """Colour and shape probe accuracies per feature level, from the objects of ODVG OD ``lines`` (images in
+    ``image_dir``, run with the class prompt of ``class_names``)."""
+    stride = model.bbox_head.prior_generator.strides[0][0]  # the FPN's first level, and the backbone stage it reads
     features = {level: [] for level in LEVELS}
     colours, shapes = [], []
     for line in lines:
         instances = line['detection']['instances']
         if not instances:
             continue
-        _run(model, pipeline, img_path=osp.join(data_root, 'images', 'train_od', line['filename']), text=PROMPT,
-             tokens_positive=[[[0, 6]]])
-        w_scale, h_scale = (s / STRIDE for s in capture.anchors['scale_factor'])
+        _run(model, pipeline, img_path=osp.join(image_dir, line['filename']), text=list(class_names))
+        w_scale, h_scale = (s / stride for s in capture.anchors['scale_factor'])
         for level in LEVELS:
             fmap = capture.maps[level]
             for inst in instances:
@@ -118,31 +118,38 @@ def probe_features(model, pipeline, capture: _Capture, data_root: str, lines: Se
                             num_objects=len(colours))
 
 
-def token_scores(model, pipeline, capture: _Capture, data_root: str, grounding: dict) -> dict:
-    """Mean colour-word and shape-word scores on the named objects and on their twins, and how often the phrase
-    scores the named object above its twin."""
-    rows = []
+def token_scores(model, pipeline, capture: _Capture, image_dir: str, grounding: dict) -> dict:
+    """Mean colour-word and shape-word scores on the named objects and on their twins, how often the phrase's
+    mean token score is higher on the named object, and how many phrases could not be scored (no twin in the
+    image, or no anchor with IoU >= 0.5 on the object or the twin)."""
+    rows, skipped = [], dict(no_twin=0, no_anchor=0)
     for image in grounding['images']:
-        _run(model, pipeline, img_path=osp.join(data_root, 'images', 'grounding', image['file_name']),
-             text=image['caption'], tokens_positive=image['tokens_positive_eval'])
+        _run(model, pipeline, img_path=osp.join(image_dir, image['file_name']), text=image['caption'],
+             tokens_positive=image['tokens_positive_eval'])
         for k, spans in enumerate(image['tokens_positive_eval']):
             beg, end = spans[0]
-            colour, shape = image['caption'][beg:end].split()[-2:]
+            words = image['caption'][beg:end].split()
             tokens = capture.anchors['token_map'][k + 1]
+            if len(tokens) != len(words):  # the colour and shape words are read as the phrase's last two tokens
+                raise ValueError(f'{image["file_name"]}: phrase {" ".join(words)!r} has {len(tokens)} tokens for '
+                                 f'{len(words)} words; the probe needs one token per word (the toy vocabulary)')
+            colour, shape = words[-2:]
             target = [o for o in image['objects'] if (o['colour'], o['shape']) == (colour, shape)]
             twin = [o for o in image['objects'] if o['shape'] == shape and o['colour'] != colour]
             if not target or not twin:
+                skipped['no_twin'] += 1
                 continue
             on_target = capture.best_anchor_tokens(target[0]['bbox'], tokens)
             on_twin = capture.best_anchor_tokens(twin[0]['bbox'], tokens)
             if on_target is None or on_twin is None:
+                skipped['no_anchor'] += 1
                 continue
-            # the colour and shape words are the phrase's last two tokens (one token per word in the toy vocabulary)
-            rows.append((on_target[-2], on_twin[-2], on_target[-1], on_twin[-1], np.mean(on_target) > np.mean(on_twin)))
+            rows.append((on_target[-2], on_twin[-2], on_target[-1], on_twin[-1],
+                         np.mean(on_target) > np.mean(on_twin)))
     if not rows:
-        raise ValueError('no grounding phrase has a box with IoU >= 0.5 on both its object and its twin')
+        raise ValueError(f'no grounding phrase could be scored on its object and its twin ({skipped})')
     r = np.array(rows, dtype=np.float64)
-    return dict(num_phrases=len(rows), colour_word=dict(target=r[:, 0].mean(), twin=r[:, 1].mean()),
+    return dict(num_phrases=len(rows), skipped=skipped, colour_word=dict(target=r[:, 0].mean(), twin=r[:, 1].mean()),
                 shape_word=dict(target=r[:, 2].mean(), twin=r[:, 3].mean()), target_above_twin=r[:, 4].mean())
 
 
@@ -164,15 +171,20 @@ def main(argv=None) -> dict:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     data_root = cfg.data_root
+    with open(osp.join(data_root, 'annotations', 'meta.json')) as f:
+        meta = json.load(f)  # the toy dataset's own file layout
     model = init_detector(cfg, None if args.checkpoint == 'none' else args.checkpoint, device='cpu')
     pipeline = Compose([t for t in cfg.test_pipeline if t['type'] != 'LoadAnnotations'])
     capture = _Capture(model)
-    with open(osp.join(data_root, 'annotations', 'train_od.jsonl')) as f:
+    with open(osp.join(data_root, meta['files']['train_od'])) as f:
         lines = [json.loads(line) for line in f][:args.num_images]
-    with open(osp.join(data_root, 'annotations', 'grounding_val.json')) as f:
+    with open(osp.join(data_root, meta['files']['grounding'])) as f:
         grounding = json.load(f)
-    result = dict(probes=probe_features(model, pipeline, capture, data_root, lines),
-                  tokens=token_scores(model, pipeline, capture, data_root, grounding))
+    result = dict(
+        probes=probe_features(model, pipeline, capture, osp.join(data_root, meta['data_prefix']['train_od']),
+                              lines, meta['shapes']),
+        tokens=token_scores(model, pipeline, capture, osp.join(data_root, meta['data_prefix']['grounding']),
+                            grounding))
     probes, tokens = result['probes'], result['tokens']
     print(f'linear probes at the object centres ({probes["num_objects"]} objects, chance 0.2):')
     for level in LEVELS:
@@ -181,6 +193,9 @@ def main(argv=None) -> dict:
     for word in ('colour_word', 'shape_word'):
         print(f'  {word.replace("_", " "):<11} {tokens[word]["target"]:.3f} / {tokens[word]["twin"]:.3f}')
     print(f'  phrase scores the named object above its twin: {tokens["target_above_twin"]:.3f}')
+    if any(tokens['skipped'].values()):
+        print(f'  not scored: {tokens["skipped"]["no_twin"]} phrase(s) without a twin in the image, '
+              f'{tokens["skipped"]["no_anchor"]} without an anchor of IoU >= 0.5 on the object or its twin')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=1)
