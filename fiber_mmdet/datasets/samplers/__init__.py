@@ -1,0 +1,3 @@
+from .curriculum_sampler import CurriculumSampler
+
+__all__ = ['CurriculumSampler']
