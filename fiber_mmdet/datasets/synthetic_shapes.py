@@ -10,6 +10,9 @@
         train_od.jsonl      ODVG OD lines (detection.instances: bbox xyxy, label, category, colour, size)
         label_map_attr.json {"0": "red circle", ...}             the 20 seen colour-shape pairs as classes
         train_od_attr.jsonl ODVG OD lines labelled by colour and shape (classes of label_map_attr.json)
+        label_map_colour.json {"0": "red", ...}                  the five colours as classes
+        train_od_colour.jsonl the images of train_od_attr, labelled by colour alone (classes of
+                            label_map_colour.json): the toy recipe's first curriculum stage
         train_vg.jsonl      ODVG VG lines (grounding.caption naming every object + regions with phrase and
                             tokens_positive)
         val_coco.json       COCO instances (categories 1..5 = the shapes) for box AP
@@ -62,7 +65,8 @@ IMAGE_SIDE = (128, 192)
 # grounding_unique_colour); larger objects; half of the VG mentions name one attribute.
 # 4: VG images are attribute scenes of seen pairs (twins and cousins, as in the grounding split); 600 more OD
 # images labelled by colour and shape (train_od_attr).
-DATASET_VERSION = 4
+# 5: the same images labelled by colour alone (train_od_colour); no other file changes.
+DATASET_VERSION = 5
 SPLITS = ('train_od', 'train_vg', 'val', 'grounding', 'grounding_unique_colour', 'train_od_attr')
 # the two held-out grounding splits: what their images hold
 GROUNDING_SPLITS = {
@@ -409,6 +413,12 @@ def generate_toy_dataset(out_dir: str,
             dict(bbox=list(o.box), label=attr_label[f'{o.colour} {o.shape}'], category=f'{o.colour} {o.shape}',
                  colour=o.colour, size=o.size) for o in objects])))
 
+    # the same images by colour alone ("red. blue. ..."): boxes a model can only name by reading the colour
+    colour_label = {colour: i for i, colour in enumerate(COLOURS)}
+    od_colour_lines = [dict(line, detection=dict(instances=[
+        dict(instance, label=colour_label[instance['colour']], category=instance['colour'])
+        for instance in line['detection']['instances']])) for line in od_attr_lines]
+
     # training grounding (ODVG VG)
     vg_lines, texts = [], []
     for index in range(num_train_vg):
@@ -481,6 +491,8 @@ def generate_toy_dataset(out_dir: str,
     _write_jsonl(osp.join(ann_dir, 'train_vg.jsonl'), vg_lines)
     _write_json(osp.join(ann_dir, 'label_map_attr.json'), {str(i): name for i, name in enumerate(attr_names)})
     _write_jsonl(osp.join(ann_dir, 'train_od_attr.jsonl'), od_attr_lines)
+    _write_json(osp.join(ann_dir, 'label_map_colour.json'), {str(i): colour for colour, i in colour_label.items()})
+    _write_jsonl(osp.join(ann_dir, 'train_od_colour.jsonl'), od_colour_lines)
     _write_json(osp.join(ann_dir, 'val_coco.json'), val_coco)
     _write_json(osp.join(ann_dir, 'grounding_val.json'), grounding)
     _write_json(osp.join(ann_dir, 'grounding_unique_colour_val.json'), grounding_unique)
@@ -509,6 +521,8 @@ def generate_toy_dataset(out_dir: str,
                     grounding_unique_colour_boxes=len(grounding_unique['annotations'])),
         files=dict(label_map='annotations/label_map.json', train_od='annotations/train_od.jsonl',
                    label_map_attr='annotations/label_map_attr.json', train_od_attr='annotations/train_od_attr.jsonl',
+                   label_map_colour='annotations/label_map_colour.json',
+                   train_od_colour='annotations/train_od_colour.jsonl',
                    train_vg='annotations/train_vg.jsonl', val='annotations/val_coco.json',
                    grounding='annotations/grounding_val.json',
                    grounding_unique_colour='annotations/grounding_unique_colour_val.json',

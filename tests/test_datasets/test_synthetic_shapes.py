@@ -224,6 +224,23 @@ def test_training_needs_the_colour(toy_dataset):
     assert len({b['category'] for b in boxes}) > 10
 
 
+def test_colour_split_names_train_od_attr_boxes_by_colour(toy_dataset):
+    """Version 5: ``train_od_colour`` is ``train_od_attr`` (same images, same boxes) with the colour as class."""
+    root, meta = toy_dataset
+    with open(osp.join(root, meta['files']['label_map_colour'])) as f:
+        colour_names = json.load(f)
+    assert colour_names == {str(i): c for i, c in enumerate(COLOURS)}
+    by_colour, by_pair = _lines(root, meta, 'train_od_colour'), _lines(root, meta, 'train_od_attr')
+    assert len(by_colour) == len(by_pair) == meta['counts']['train_od_attr']
+    for colour_line, pair_line in zip(by_colour, by_pair):
+        assert colour_line['filename'] == pair_line['filename']
+        colour_boxes, pair_boxes = colour_line['detection']['instances'], pair_line['detection']['instances']
+        assert [b['bbox'] for b in colour_boxes] == [b['bbox'] for b in pair_boxes]
+        for colour_box, pair_box in zip(colour_boxes, pair_boxes):
+            assert colour_names[str(colour_box['label'])] == colour_box['category'] == pair_box['colour']
+            assert pair_box['category'].startswith(colour_box['category'] + ' ')
+
+
 def test_training_options_leave_evaluation_alone(tmp_path, toy_dataset):
     root, _ = toy_dataset
     generate_toy_dataset(str(tmp_path / 'v3'), seed=0, num_train_od=60, num_train_vg=40, num_val=20,
