@@ -28,8 +28,9 @@ setup:
 test: setup
 	$(PYTHON) -m pytest tests -q -p no:cacheprovider
 
+# `make quickstart CONFIG=configs/toy/fiber_toy_attribute_first.py` trains another toy recipe
 quickstart: setup
-	$(PYTHON) tools/misc/quickstart.py
+	$(PYTHON) tools/misc/quickstart.py $(if $(CONFIG),--config $(CONFIG))
 
 # fine-tunes the quickstart's toy model (trained first if missing) with the ODinW few-shot protocol
 toy-few-shot: setup

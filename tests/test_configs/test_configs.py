@@ -1,6 +1,7 @@
 """Every config loads, names only registered components, and the toy recipe really trains."""
 import copy
 import glob
+import itertools
 import os.path as osp
 
 import pytest
@@ -125,3 +126,28 @@ def test_toy_recipe_learns_a_batch(repo_root, toy_data, tmp_path):
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_attribute_first_curriculum_draws_train_od_attr_first(repo_root, toy_data):
+    """fiber_toy_attribute_first.py: its first 400 iterations of 4 images come from train_od_attr only, the rest
+    from all three datasets; the token loss weighs 4x."""
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(osp.join(repo_root, 'configs', 'toy', 'fiber_toy_attribute_first.py'))
+    for ds in cfg.train_dataloader.dataset.datasets:
+        ds.data_root = toy_data + '/'
+        for t in ds.pipeline:
+            if t.type == 'ODToGroundingCaption':
+                t.tokenizer_name = toy_data + '/tokenizer'
+    cfg.train_dataloader.update(num_workers=0, persistent_workers=False)
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+    concat = loader.dataset
+    assert [osp.basename(d.ann_file) for d in concat.datasets] == ['train_od.jsonl', 'train_od_attr.jsonl',
+                                                                    'train_vg.jsonl']
+    stream = list(itertools.islice(iter(loader.sampler), 400 * 4 + 200))
+    first = {concat._get_ori_dataset_idx(i)[0] for i in stream[:1600]}
+    rest = {concat._get_ori_dataset_idx(i)[0] for i in stream[1600:]}
+    assert first == {1} and rest == {0, 1, 2}
+    assert cfg.model.bbox_head.loss_cls.loss_weight == 4.0
+    assert Config.fromfile(osp.join(repo_root, 'configs', 'toy', 'fiber_toy.py')).model.bbox_head.loss_cls.loss_weight == 1.0

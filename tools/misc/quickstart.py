@@ -50,6 +50,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--work-dir', default=osp.join(REPO_ROOT, 'work_dirs', 'quickstart'))
     parser.add_argument('--config', default=CONFIG, help='a toy config (default: configs/toy/fiber_toy.py; '
+                        'configs/toy/fiber_toy_attribute_first.py reads the colour, at a lower AP50; '
                         'configs/toy/fiber_toy_2400x2.py learns more in about 1.4x the time)')
     args = parser.parse_args()
     config = osp.abspath(args.config)
