@@ -129,7 +129,7 @@ def test_toy_recipe_learns_a_batch(repo_root, toy_data, tmp_path):
 
 
 def test_attribute_first_curriculum_draws_train_od_attr_first(repo_root, toy_data):
-    """fiber_toy_attribute_first.py: its first 400 iterations of 4 images come from train_od_attr only, the rest
+    """fiber_toy_attribute_first.py: its first 200 iterations of 4 images come from train_od_attr only, the rest
     from all three datasets; the token loss weighs 4x."""
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
@@ -145,9 +145,9 @@ def test_attribute_first_curriculum_draws_train_od_attr_first(repo_root, toy_dat
     concat = loader.dataset
     assert [osp.basename(d.ann_file) for d in concat.datasets] == ['train_od.jsonl', 'train_od_attr.jsonl',
                                                                     'train_vg.jsonl']
-    stream = list(itertools.islice(iter(loader.sampler), 400 * 4 + 200))
-    first = {concat._get_ori_dataset_idx(i)[0] for i in stream[:1600]}
-    rest = {concat._get_ori_dataset_idx(i)[0] for i in stream[1600:]}
+    stream = list(itertools.islice(iter(loader.sampler), 200 * 4 + 200))
+    first = {concat._get_ori_dataset_idx(i)[0] for i in stream[:800]}
+    rest = {concat._get_ori_dataset_idx(i)[0] for i in stream[800:]}
     assert first == {1} and rest == {0, 1, 2}
     assert cfg.model.bbox_head.loss_cls.loss_weight == 4.0
     assert Config.fromfile(osp.join(repo_root, 'configs', 'toy', 'fiber_toy.py')).model.bbox_head.loss_cls.loss_weight == 1.0
