@@ -14,9 +14,10 @@ class CurriculumSampler(InfiniteSampler):
     from the listed datasets of a ``ConcatDataset``. A last stage without ``iters`` lasts for the rest of the
     run; otherwise every dataset is drawn from after the last stage, as ``InfiniteSampler`` does.
 
-    The toy FIBER needs it: trained on the whole mix from the start, its box features never learn colour
-    (the shapes are learnt first and the colour words collapse onto them); 400 iterations of boxes named by
-    colour alone, before the mix, give it the colour (README, "The toy target").
+    The toy FIBER needs it: trained on the whole mix from the start, its box features never learn the colour
+    (the shared tower follows the box losses and the words collapse onto the shapes); 200 iterations of boxes
+    named by colour and shape, before the mix, give it the colour (``configs/toy/fiber_toy_attribute_first.py``;
+    README, "The toy target").
 
     The stream is one seeded sequence cut between ranks as ``InfiniteSampler`` cuts it, so a stage lasts its
     number of iterations on every rank. MMEngine's ``IterBasedTrainLoop`` replays the stream on resume, so a
