@@ -12,7 +12,7 @@
         train_od_attr.jsonl ODVG OD lines labelled by colour and shape (classes of label_map_attr.json)
         label_map_colour.json {"0": "red", ...}                  the five colours as classes
         train_od_colour.jsonl the images of train_od_attr, labelled by colour alone (classes of
-                            label_map_colour.json): the toy recipe's first curriculum stage
+                            label_map_colour.json), for configs/toy/fiber_toy_colour_only.py
         train_vg.jsonl      ODVG VG lines (grounding.caption naming every object + regions with phrase and
                             tokens_positive)
         val_coco.json       COCO instances (categories 1..5 = the shapes) for box AP

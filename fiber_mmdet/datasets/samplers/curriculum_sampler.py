@@ -71,7 +71,8 @@ class CurriculumSampler(InfiniteSampler):
                       logger='current')
 
     def _infinite_indices(self) -> Iterator[int]:
-        """The global stream: each stage's share (iters x batch_size x world_size draws), then InfiniteSampler's."""
+        """The global stream: each stage's share (iters x batch_size x world_size draws), then InfiniteSampler's
+        own stream over all datasets."""
         g = torch.Generator()
         g.manual_seed(self.seed)
         for pool, iters in zip(self.stage_pools, self.stage_iters):
@@ -82,5 +83,4 @@ class CurriculumSampler(InfiniteSampler):
             repeats = -(-needed // pool.numel())
             draws = torch.cat([pool[torch.randperm(pool.numel(), generator=g)] for _ in range(repeats)])
             yield from draws[:needed].tolist()
-        while True:
-            yield from (torch.randperm(self.size, generator=g) if self.shuffle else torch.arange(self.size)).tolist()
+        yield from super()._infinite_indices()
