@@ -95,11 +95,9 @@ def toy_data(tmp_path_factory):
     return out
 
 
-def test_toy_recipe_learns_a_batch(repo_root, toy_data, tmp_path):
-    """The toy recipe (pipeline, caption transform, FIBER losses, FIBER's optimizer groups) lowers the loss of
-    a fixed batch over a few steps."""
-    from mmengine.runner import Runner
-    cfg = Config.fromfile(osp.join(repo_root, 'configs', 'toy', 'fiber_toy.py'))
+def _toy_config_on(repo_root, name, toy_data):
+    """configs/toy/NAME with its model tokenizer and training datasets moved to ``toy_data``."""
+    cfg = Config.fromfile(osp.join(repo_root, 'configs', 'toy', name))
     root = toy_data + '/'
     cfg.model.language_model.tokenizer = root + 'tokenizer'
     for ds in cfg.train_dataloader.dataset.datasets:
@@ -107,7 +105,16 @@ def test_toy_recipe_learns_a_batch(repo_root, toy_data, tmp_path):
         for t in ds.pipeline:
             if t.type == 'ODToGroundingCaption':
                 t.tokenizer_name = root + 'tokenizer'
-    cfg.train_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
+    cfg.train_dataloader.update(num_workers=0, persistent_workers=False)
+    return cfg
+
+
+def test_toy_recipe_learns_a_batch(repo_root, toy_data, tmp_path):
+    """The toy recipe (pipeline, caption transform, FIBER losses, FIBER's optimizer groups) lowers the loss of
+    a fixed batch over a few steps."""
+    from mmengine.runner import Runner
+    cfg = _toy_config_on(repo_root, 'fiber_toy.py', toy_data)
+    cfg.train_dataloader.update(batch_size=2)
     cfg.work_dir = str(tmp_path)
     torch.manual_seed(0)
     runner = Runner.from_cfg(cfg)
@@ -134,13 +141,7 @@ def test_attribute_first_curriculum_draws_train_od_attr_first(repo_root, toy_dat
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
     init_default_scope('mmdet')
-    cfg = Config.fromfile(osp.join(repo_root, 'configs', 'toy', 'fiber_toy_attribute_first.py'))
-    for ds in cfg.train_dataloader.dataset.datasets:
-        ds.data_root = toy_data + '/'
-        for t in ds.pipeline:
-            if t.type == 'ODToGroundingCaption':
-                t.tokenizer_name = toy_data + '/tokenizer'
-    cfg.train_dataloader.update(num_workers=0, persistent_workers=False)
+    cfg = _toy_config_on(repo_root, 'fiber_toy_attribute_first.py', toy_data)
     loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
     concat = loader.dataset
     assert [osp.basename(d.ann_file) for d in concat.datasets] == ['train_od.jsonl', 'train_od_attr.jsonl',
