@@ -21,7 +21,9 @@ model = dict(
     # faster than mmcv's here) a toy step costs 0.65 s with them against 0.39 s without (batch 1, one thread)
     # toy objects are 10-60 px: anchors of 4x the stride (32 px at P3) instead of FIBER's 8x
     # one DyHead block of 128 channels instead of two of 64: AP50 0.66 -> 0.69 on toy data version 4, 8 % less time
-    # a step (two blocks of 128: 0.74, but 19 % more time, over the 10-minute budget)
+    # a step (two blocks of 128: 0.74, but 19 % more time, over the 10-minute budget). Its input (the FPN) has 64
+    # channels, so mmdet's DyConv, like GLIP's, builds it without DyReLU and scale attention: the one block that
+    # learns the colour (fiber_toy_attribute_first.py; a 128-channel FPN, a full DyHead block: grounding 0.84 -> 0.68)
     bbox_head=dict(num_tokens=max_tokens, use_dcn=False, anchor_generator=dict(octave_base_scale=4),
                    feat_channels=128, num_dyhead_blocks=1),
     # FIBER's FPN DropBlock (30 %) regularises 800k iterations of real data; on ~1000 toy iterations it only slows

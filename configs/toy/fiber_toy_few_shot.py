@@ -1,4 +1,5 @@
-# The ODinW fine-tuning protocol on the toy model: the model pre-trained by `make quickstart` (fiber_toy.py)
+# The ODinW fine-tuning protocol on the toy model: the model pre-trained by `make quickstart`
+# (fiber_toy_attribute_first.py; fiber_toy.py trains the same model)
 # fine-tuned on the toy downstream set (data/toy_novel_shapes: star, ring, hexagon, never named in the toy
 # pre-training) with the real protocol code (k-shot sampler, GENERAL_COPY repetition, plateau lr drop, early stop,
 # best checkpoint tested on the test split). `make toy-few-shot` runs it:

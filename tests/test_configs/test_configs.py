@@ -152,3 +152,16 @@ def test_attribute_first_curriculum_draws_train_od_attr_first(repo_root, toy_dat
     assert first == {1} and rest == {0, 1, 2}
     assert cfg.model.bbox_head.loss_cls.loss_weight == 4.0
     assert Config.fromfile(osp.join(repo_root, 'configs', 'toy', 'fiber_toy.py')).model.bbox_head.loss_cls.loss_weight == 1.0
+
+
+def test_toy_head_block_is_plain_because_its_input_is_narrower(repo_root, toy_data):
+    """The README's head-capacity finding rests on mmdet's DyConv rule (GLIP's and FIBER's too): a first block
+    whose input width differs from its own has no DyReLU and no scale attention. The toy (64-channel FPN, one
+    128-channel block) gets such a plain block; a 128-channel FPN gives a full DyHead block."""
+    from mmdet.models.dense_heads.atss_vlfusion_head import DyReLU
+    cfg = _toy_config_on(repo_root, 'fiber_toy_attribute_first.py', toy_data)
+    block = MODELS.build(cfg.model).bbox_head.head.dyhead_tower[0]
+    assert type(block.relu) is torch.nn.ReLU and block.attnconv is None
+    cfg.model.neck.out_channels = cfg.model.bbox_head.in_channels = 128
+    block = MODELS.build(cfg.model).bbox_head.head.dyhead_tower[0]
+    assert isinstance(block.relu, DyReLU) and block.attnconv is not None
