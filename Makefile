@@ -28,7 +28,7 @@ setup:
 test: setup
 	$(PYTHON) -m pytest tests -q -p no:cacheprovider
 
-# `make quickstart CONFIG=configs/toy/fiber_toy_attribute_first.py` trains another toy recipe
+# trains configs/toy/fiber_toy_attribute_first.py; `make quickstart CONFIG=configs/toy/fiber_toy.py` another recipe
 quickstart: setup
 	$(PYTHON) tools/misc/quickstart.py $(if $(CONFIG),--config $(CONFIG))
 

@@ -2,7 +2,7 @@
 FIBER on it with the real recipe's pipeline, losses and evaluators, evaluate, and print one summary line.
 
 Usage:
-    python tools/misc/quickstart.py [--work-dir work_dirs/quickstart] [--config configs/toy/fiber_toy.py]
+    python tools/misc/quickstart.py [--work-dir work_dirs/quickstart] [--config configs/toy/fiber_toy_attribute_first.py]
 
 The data lives where the toy config expects it (its ``data_root``, ``data/toy_shapes``).
 
@@ -29,7 +29,8 @@ from mmengine.config import Config
 from fiber_mmdet.datasets.synthetic_shapes import DATASET_VERSION, toy_dataset_version
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(REPO_ROOT, 'configs', 'toy', 'fiber_toy.py')
+# the recipe that reads the colour (attribute grounding 0.84 against fiber_toy.py's 0.50, at AP50 0.58 against 0.70)
+CONFIG = osp.join(REPO_ROOT, 'configs', 'toy', 'fiber_toy_attribute_first.py')
 
 
 def run(cmd) -> None:
@@ -49,8 +50,8 @@ def mean_step_seconds(work_dir: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--work-dir', default=osp.join(REPO_ROOT, 'work_dirs', 'quickstart'))
-    parser.add_argument('--config', default=CONFIG, help='a toy config (default: configs/toy/fiber_toy.py; '
-                        'configs/toy/fiber_toy_attribute_first.py reads the colour, at a lower AP50; '
+    parser.add_argument('--config', default=CONFIG, help='a toy config (default: configs/toy/fiber_toy_attribute_first.py, '
+                        'which reads the colour; configs/toy/fiber_toy.py has the higher AP50 without it; '
                         'configs/toy/fiber_toy_2400x2.py learns more in about 1.4x the time)')
     args = parser.parse_args()
     config = osp.abspath(args.config)
