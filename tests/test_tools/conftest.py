@@ -1,4 +1,5 @@
 """A 4-image COCO data set and a tiny ATSS config (ResNet-18 at 1/8 width, 96x128 images) for the tool tests."""
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -136,6 +137,15 @@ def tiny_config(tmp_path_factory) -> str:
     config = root / 'tiny_atss.py'
     config.write_text(CONFIG_TEMPLATE.format(data_root=str(root)))
     return str(config)
+
+
+def load_tool(relative_path: str):
+    """A script under ``tools/`` (not a package) imported as a module, e.g. ``'analysis_tools/shape_accuracy.py'``."""
+    path = TOOLS / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:

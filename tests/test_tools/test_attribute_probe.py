@@ -1,20 +1,14 @@
 """tools/analysis_tools/attribute_probe.py: the ridge probe itself, and a run on the toy data layout."""
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .conftest import REPO_ROOT, load_tool
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'attribute_probe', REPO_ROOT / 'tools' / 'analysis_tools' / 'attribute_probe.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis_tools/attribute_probe.py')
 
 
 def test_ridge_probe_reads_what_is_linear_and_only_that():

@@ -1,22 +1,17 @@
 """tools/analysis_tools/shape_accuracy.py: the matching of an object to its detection, the shares, and a run on
 the toy data layout."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .conftest import REPO_ROOT, load_tool
+
 CLASSES = ('circle', 'square', 'triangle', 'diamond', 'cross')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'shape_accuracy', REPO_ROOT / 'tools' / 'analysis_tools' / 'shape_accuracy.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis_tools/shape_accuracy.py')
 
 
 def test_the_best_scoring_overlapping_detection_names_the_object():
