@@ -32,7 +32,7 @@ def test_plots_the_validations_of_each_run(tmp_path, capsys):
     b = _write_run(tmp_path / 'b', '20260101_000000', {400: {'shapes/coco/bbox_mAP_50': 0.2, 'novel/Recall@1': 0.7}})
     out = tmp_path / 'curves.png'
     runs = _tool().main([f"{tmp_path / 'a'}=first", str(b), '--keys', 'shapes/coco/bbox_mAP_50', 'novel/Recall@1',
-                         '--titles', 'AP50', 'grounding', '--out', str(out)])
+                         '--titles', 'AP50', 'grounding', '--targets', '0.9', '0.8', '--out', str(out)])
     assert runs['first'] == {'shapes/coco/bbox_mAP_50': [(200, 0.3), (400, 0.5)], 'novel/Recall@1': [(200, 0.4), (400, 0.6)]}
     assert runs[str(b)]['novel/Recall@1'] == [(400, 0.7)]
     picture = matplotlib.image.imread(str(out))
@@ -53,3 +53,5 @@ def test_a_metric_the_run_never_logged_names_the_file_and_what_it_has(tmp_path):
     assert _tool().scalars_file(str(scalars)) == str(scalars)
     with pytest.raises(SystemExit):
         _tool().main([str(scalars), '--keys', 'a', 'b', '--titles', 'one', '--out', str(tmp_path / 'x.png')])
+    with pytest.raises(SystemExit):
+        _tool().main([str(scalars), '--keys', 'a', '--targets', '1', '2', '--out', str(tmp_path / 'x.png')])

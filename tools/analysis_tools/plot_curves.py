@@ -2,12 +2,12 @@
 
 Each run is a work directory of ``tools/train.py`` (its newest ``<timestamp>/vis_data/scalars.json``, which
 MMEngine's ``LocalVisBackend`` writes) or such a ``scalars.json`` itself; ``PATH=LABEL`` names its line. Every
-``--keys`` metric gets its own panel, with a point at each validation.
+``--keys`` metric gets its own panel, with a point at each validation (and ``--targets``, a dashed line).
 
 Example (the toy recipes, validated every 200 iterations)::
 
     python tools/analysis_tools/plot_curves.py work_dirs/toy=fiber_toy work_dirs/attr=attribute-first \\
-        --keys shapes/coco/bbox_mAP_50 novel_grounding/flickr30k/Recall@1_all --out curves.png
+        --keys shapes/coco/bbox_mAP_50 novel_grounding/flickr30k/Recall@1_all --targets 0.9 0.8 --out curves.png
 """
 import argparse
 import glob
@@ -47,10 +47,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Curve]]:
     parser.add_argument('runs', nargs='+', help='WORK_DIR or scalars.json, optionally =LABEL')
     parser.add_argument('--keys', nargs='+', required=True, help='metric names as in scalars.json')
     parser.add_argument('--titles', nargs='+', help='one panel title per key (default: the key)')
+    parser.add_argument('--targets', nargs='+', type=float, help='one value per key, drawn as a dashed line')
     parser.add_argument('--out', required=True, help='the picture (.png, .pdf, .svg)')
     args = parser.parse_args(argv)
-    if args.titles and len(args.titles) != len(args.keys):
-        parser.error(f'{len(args.titles)} --titles for {len(args.keys)} --keys')
+    for option in ('titles', 'targets'):
+        if getattr(args, option) and len(getattr(args, option)) != len(args.keys):
+            parser.error(f'{len(getattr(args, option))} --{option} for {len(args.keys)} --keys')
 
     runs: Dict[str, Dict[str, Curve]] = {}
     for run in args.runs:
@@ -61,10 +63,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Curve]]:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(args.keys), figsize=(5 * len(args.keys), 3.8), squeeze=False)
-    for ax, key, title in zip(axes[0], args.keys, args.titles or args.keys):
+    for i, (ax, key) in enumerate(zip(axes[0], args.keys)):
         for label, curves in runs.items():
             steps, values = zip(*curves[key])
             ax.plot(steps, values, marker='o', label=label)
+        if args.targets:
+            ax.axhline(args.targets[i], color='grey', linestyle='--', linewidth=1, label='target')
+        title = args.titles[i] if args.titles else key
         ax.set(title=title, xlabel='training iteration')
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize='small')
