@@ -62,9 +62,10 @@ def test_all_configs_load_and_use_registered_types(repo_root):
                     assert cfg[loop].on_bad_sample == 'raise', (path, loop)
 
 
-@pytest.mark.parametrize('name,batch,iters', [('fiber_toy.py', 4, 1200), ('fiber_toy_2400x2.py', 2, 2400)])
+@pytest.mark.parametrize('name,batch,iters', [('fiber_toy.py', 4, 1200), ('fiber_toy_2400x2.py', 2, 2400),
+                                              ('fiber_toy_attribute_first_3600.py', 4, 3600)])
 def test_toy_schedules_follow_their_length(repo_root, name, batch, iters):
-    """Both toy schedules see 4800 images; LR and weight-decay steps sit at 67 % / 89 % of their own length."""
+    """LR and weight-decay steps of each toy schedule sit at 67 % / 89 % of its own length."""
     cfg = Config.fromfile(osp.join(repo_root, 'configs', 'toy', name))
     steps = [int(0.67 * iters), int(0.89 * iters)]
     assert (cfg.train_dataloader.batch_size, cfg.train_cfg.max_iters) == (batch, iters)
