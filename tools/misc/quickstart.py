@@ -33,6 +33,11 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs', 'toy', 'fiber_toy_attribute_first.py')
 
 
+# MMEngine's IterBasedTrainLoop validates after the last iteration whatever val_interval says; without a validation
+# loop, train_minutes is training alone and the model is evaluated once, by tools/test.py
+TRAIN_ONLY = ('val_dataloader=None', 'val_cfg=None', 'val_evaluator=None')
+
+
 def run(cmd) -> None:
     print('+', ' '.join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO_ROOT)
@@ -65,7 +70,7 @@ def main() -> int:
 
     start = time.time()
     run([sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'), config, '--work-dir', args.work_dir,
-         '--cfg-options', 'train_cfg.val_interval=1000000'])  # evaluated once, below
+         '--cfg-options', *TRAIN_ONLY])
     train_minutes = (time.time() - start) / 60
     with open(osp.join(args.work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
