@@ -31,8 +31,6 @@ from fiber_mmdet.datasets.synthetic_shapes import DATASET_VERSION, toy_dataset_v
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # the recipe that reads the colour (attribute grounding 0.84 against fiber_toy.py's 0.50, at AP50 0.58 against 0.70)
 CONFIG = osp.join(REPO_ROOT, 'configs', 'toy', 'fiber_toy_attribute_first.py')
-
-
 # MMEngine's IterBasedTrainLoop validates after the last iteration whatever val_interval says; without a validation
 # loop, train_minutes is training alone and the model is evaluated once, by tools/test.py
 TRAIN_ONLY = ('val_dataloader=None', 'val_cfg=None', 'val_evaluator=None')
@@ -57,7 +55,7 @@ def main() -> int:
     parser.add_argument('--work-dir', default=osp.join(REPO_ROOT, 'work_dirs', 'quickstart'))
     parser.add_argument('--config', default=CONFIG, help='a toy config (default: configs/toy/fiber_toy_attribute_first.py, '
                         'which reads the colour; configs/toy/fiber_toy.py has the higher AP50 without it; '
-                        'configs/toy/fiber_toy_2400x2.py learns more in about 1.4x the time)')
+                        'configs/toy/fiber_toy_attribute_first_3600.py reaches the toy target in 3x the time)')
     args = parser.parse_args()
     config = osp.abspath(args.config)
     data = osp.join(REPO_ROOT, Config.fromfile(config).data_root)
