@@ -74,16 +74,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     root = cfg.data_root
-    with open(osp.join(root, 'annotations', 'val_coco.json')) as f:
+    with open(osp.join(root, 'annotations', 'meta.json')) as f:  # the toy dataset's index of its files
+        meta = json.load(f)
+    held_out = {tuple(pair) for pair in meta['held_out']}
+    coco_file, image_dir = osp.join(root, meta['files']['val']), osp.join(root, meta['data_prefix']['val'])
+    with open(coco_file) as f:
         coco = json.load(f)
-    with open(osp.join(root, 'annotations', 'meta.json')) as f:
-        held_out = {tuple(pair) for pair in json.load(f)['held_out']}
     classes = [c['name'] for c in sorted(coco['categories'], key=lambda c: c['id'])]
     label_of = {c['id']: c['name'] for c in coco['categories']}
     objects: Dict[int, List[dict]] = {}
     for ann in coco['annotations']:
         if 'colour' not in ann:
-            raise ValueError(f"{osp.join(root, 'annotations', 'val_coco.json')}: annotation {ann['id']} has no "
+            raise ValueError(f"{coco_file}: annotation {ann['id']} has no "
                              "'colour' (not toy data, or written before version 3)")
         objects.setdefault(ann['image_id'], []).append(ann)
 
@@ -91,7 +93,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     prompt = '. '.join(classes) + '.'
     records = []
     for image in coco['images']:
-        pred = inference_detector(model, osp.join(root, 'images', 'val', image['file_name']),
+        pred = inference_detector(model, osp.join(image_dir, image['file_name']),
                                   text_prompt=prompt, custom_entities=True).pred_instances.cpu()
         for ann in objects.get(image['id'], []):
             x, y, w, h = ann['bbox']
