@@ -1,5 +1,25 @@
-"""Install fiber_mmdet: FIBER (fine-grained stage) as an MMDetection 3.x plugin."""
+"""Install fiber_mmdet: FIBER (fine-grained stage) as an MMDetection 3.x plugin.
+
+A built package (wheel, ``pip install .``) also carries ``configs/`` as ``fiber_mmdet/.mim/configs``, where
+MMEngine looks for a package's configs: another project then inherits ours with
+``_base_ = 'fiber_mmdet::toy/fiber_toy.py'`` (after ``import fiber_mmdet``, see ``fiber_mmdet/__init__.py``).
+``configs/`` stays the one source: the copy is made in the build directory, never in the checkout.
+"""
+import os
+import shutil
+from typing import List
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+# MMEngine (mmengine/config/utils.py) resolves `PACKAGE::PATH` as PACKAGE/.mim/configs/PATH after looking PATH up
+# in PACKAGE/.mim/model-index.yml: that file must exist, and a path it does not list is taken as given.
+MIM_DIR = os.path.join('fiber_mmdet', '.mim')
+MODEL_INDEX = """\
+# Read by MMEngine before it resolves `fiber_mmdet::PATH` to configs/PATH. No config is listed with downloadable
+# weights (the official FIBER checkpoints are converted locally, see the README), so every path is taken as given.
+Import: []
+"""
 
 
 def read_version() -> str:
@@ -13,6 +33,37 @@ def read_requirements(path: str) -> list:
     """The requirement lines of ``path`` (comments and blank lines dropped)."""
     with open(path, encoding='utf-8') as f:
         return [line.strip() for line in f if line.strip() and not line.startswith('#')]
+
+
+class BuildPyWithConfigs(build_py):
+    """``build_py`` that also copies ``configs/`` (and a model index) into the built ``fiber_mmdet/.mim/``.
+
+    Editable installs run from the checkout and are left alone: there ``configs/`` is used in place.
+    """
+
+    def _mim_files(self) -> List[str]:
+        return [os.path.join(root, name) for root, _, names in os.walk('configs') for name in names
+                if name.endswith('.py')]
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return
+        target = os.path.join(self.build_lib, MIM_DIR)
+        shutil.rmtree(target, ignore_errors=True)  # a config deleted from configs/ must not survive in build/
+        for path in self._mim_files():
+            dst = os.path.join(target, path)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(path, dst)
+        with open(os.path.join(target, 'model-index.yml'), 'w', encoding='utf-8') as f:
+            f.write(MODEL_INDEX)
+
+    def get_outputs(self, include_bytecode: bool = True) -> List[str]:
+        outputs = super().get_outputs(include_bytecode)
+        if getattr(self, 'editable_mode', False):
+            return outputs
+        mim = [os.path.join(self.build_lib, MIM_DIR, p) for p in self._mim_files() + ['model-index.yml']]
+        return outputs + mim
 
 
 setup(
@@ -37,5 +88,6 @@ setup(
     # the web demo (demo/gradio_demo.py): pip install -e .[demo]
     extras_require={'demo': read_requirements('requirements-demo.txt')},
     license='Apache-2.0',
+    cmdclass={'build_py': BuildPyWithConfigs},
     zip_safe=False,
 )
