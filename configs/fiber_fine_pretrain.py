@@ -70,7 +70,10 @@ test_evaluator = None
 
 optim_wrapper = dict(
     type='NonFiniteSkipAmpOptimWrapper',  # AmpOptimWrapper that skips (and counts) non-finite steps
-    loss_scale='dynamic',
+    # the AMP autocast type: float16 as the original; bfloat16 recommended on Ampere and newer (float32's range:
+    # no loss scaling, no back-offs); see configs/_base_/fiber_b_finetune.py
+    dtype='float16',
+    loss_scale='dynamic',  # with dtype='bfloat16' a constant 1 (NonFiniteSkipAmpOptimWrapper)
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01),
     clip_grad=dict(max_norm=1.0, norm_type=2),  # full-model clipping at 1.0
     constructor='FIBEROptimWrapperConstructor',

@@ -44,9 +44,17 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False))
 
+# AMP autocast type, one key for every fine-tuning recipe (`--cfg-options optim_wrapper.dtype=bfloat16`).
+# float16 is the original's (apex) and runs on every CUDA GPU, but its narrow range needs the dynamic loss scale,
+# whose back-offs skip steps (logged and counted apart by NonFiniteGuardHook). bfloat16 is recommended on Ampere
+# and newer (A100, RTX 30xx, H100, ...): it has float32's exponent range, so activations and gradients do not
+# overflow where float32 would not, no loss scaling is needed and no step is skipped for it (it keeps fewer
+# mantissa bits than float16; autocast leaves the precision-sensitive ops, and the losses, in float32). Older GPUs
+# (V100, T4) have no fast bfloat16: keep float16 there. Without CUDA the tools train in fp32.
 optim_wrapper = dict(
     type='NonFiniteSkipAmpOptimWrapper',  # AMP; non-finite steps skipped and counted (NonFiniteGuardHook)
-    loss_scale='dynamic',
+    dtype='float16',
+    loss_scale='dynamic',  # with dtype='bfloat16' a constant 1 (NonFiniteSkipAmpOptimWrapper)
     optimizer=dict(type='AdamW', lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4),
     constructor='FIBEROptimWrapperConstructor',
     paramwise_cfg=dict(language_model_lr_mult=1.0, bias_lr_mult=2.0, bias_decay_mult=0.0))

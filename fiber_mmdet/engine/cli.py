@@ -72,7 +72,8 @@ def amp_or_fp32(cfg: Config) -> bool:
     print_log(f'{wrapper.type} needs CUDA: training in fp32 with {fp32} on this machine', logger='current',
               level=30)
     wrapper.type = fp32
-    wrapper.pop('loss_scale', None)
+    for key in ('loss_scale', 'dtype', 'use_fsdp'):  # AmpOptimWrapper's own arguments
+        wrapper.pop(key, None)
     return True
 
 

@@ -88,6 +88,7 @@ def _groups(cfg, model):
     wrapper = cfg.optim_wrapper.to_dict()
     wrapper.update(type='OptimWrapper')  # AmpOptimWrapper needs CUDA; the groups are the same
     wrapper.pop('loss_scale')
+    wrapper.pop('dtype')  # the AMP wrapper's own arguments
     constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(type=wrapper.pop('constructor'), optim_wrapper_cfg=wrapper,
                                                         paramwise_cfg=wrapper.pop('paramwise_cfg')))
     optimizer = constructor(model).optimizer
