@@ -155,3 +155,13 @@ def test_narrow_glob_keeps_only_the_listed_sources(tmp_path, monkeypatch):
     assert narrowed('./mmcv/ops/csrc/pytorch/cuda/*.cu') == ['./mmcv/ops/csrc/pytorch/cuda/nms_cuda.cu']
     assert narrowed('./mmcv/ops/csrc/pytorch/*.cpp') == ['./mmcv/ops/csrc/pytorch/nms.cpp']
     assert narrowed('./requirements/*.txt') == ['./requirements/runtime.txt']
+
+
+def test_fiber_ops_sources_exist_in_mmcv():
+    """The translation units ``--ops`` compiles are files of mmcv's source tree (mmcv installs its csrc)."""
+    text = (INSTALL / 'build_mmcv_cuda.sh').read_text()
+    block = text.split('FIBER_OPS_SOURCES=(\n', 1)[1].split('\n)', 1)[0]
+    sources = block.split()
+    assert 'pytorch/cuda/nms_cuda.cu' in sources and 'pytorch/cuda/modulated_deform_conv_cuda.cu' in sources
+    csrc = Path(importlib.util.find_spec('mmcv').submodule_search_locations[0]) / 'ops' / 'csrc'
+    assert [s for s in sources if not (csrc / s).is_file()] == []

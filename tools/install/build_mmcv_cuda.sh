@@ -4,8 +4,9 @@
 #
 #   tools/install/build_mmcv_cuda.sh             build and install (pip), then check the installed ops
 #   tools/install/build_mmcv_cuda.sh --dry-run   print the toolkit, environment and commands; change nothing
-#   tools/install/build_mmcv_cuda.sh --ops DIR   compile only the translation units of the ops FIBER calls
-#                                                into DIR (minutes; no GPU needed); install nothing
+#   tools/install/build_mmcv_cuda.sh --ops DIR [SOURCE...]
+#                      compile only the translation units of the ops FIBER calls (or the SOURCEs given,
+#                      paths under mmcv/ops/csrc) into DIR, and link them; minutes, no GPU needed; installs nothing
 #
 # Why the extra settings: mmcv 2.1.0's setup.py passes -std=c++17 to g++ and to nvcc, and torch 2.14's
 # headers require C++20. cxx20.sh fixes the .cpp files (CXX); nvcc_cxx20.sh fixes the .cu files
@@ -18,10 +19,11 @@
 #                         nvcc and the CUDA headers come from PyPI into FIBER_CUDA_PREFIX
 #   FIBER_CUDA_PREFIX     where the PyPI toolkit goes (default ~/.cache/fiber_mmdet/cuda-<torch's CUDA>)
 #   FIBER_TORCH_CUDA      torch's CUDA version, e.g. 13.0 (default: asked from torch)
+#   MMCV_VERSION          the mmcv release to build (default 2.1.0)
 #   MAX_JOBS              parallel compile jobs (default: number of cores)
 set -euo pipefail
 
-MMCV_VERSION=2.1.0
+MMCV_VERSION="${MMCV_VERSION:-2.1.0}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="${PYTHON:-python3}"
 # The translation units behind the mmcv ops FIBER calls (batched_nms -> nms; ModulatedDeformConv2d),
@@ -44,8 +46,10 @@ ops_dir=
 case "${1:-}" in
   "") ;;
   --dry-run) mode=dry-run ;;
-  --ops) mode=ops; ops_dir="${2:?--ops needs a build folder}" ;;
-  -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --ops)
+    mode=ops; ops_dir="${2:?--ops needs a build folder}"
+    if [ $# -gt 2 ]; then FIBER_OPS_SOURCES=("${@:3}"); fi ;;
+  -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) die "unknown option '$1' (use --dry-run, --ops DIR or --help)" ;;
 esac
 
@@ -97,7 +101,7 @@ build_env=(
   "FORCE_CUDA=1"
   "MAX_JOBS=${MAX_JOBS:-$(nproc)}"
 )
-[ -n "$extra_cpath" ] && build_env+=("CPATH=$extra_cpath${CPATH:+:$CPATH}")
+if [ -n "$extra_cpath" ]; then build_env+=("CPATH=$extra_cpath${CPATH:+:$CPATH}"); fi
 # --no-cache-dir: pip would otherwise reuse the CPU-only wheel that `make setup` cached for the same sdist.
 install_cmd=("$PY" -m pip install --no-build-isolation --no-deps --force-reinstall --no-cache-dir "mmcv==$MMCV_VERSION")
 # What mmcv 2.1.0's setup.py and torch's BuildExtension hand to nvcc (before the -gencode flags).
@@ -107,7 +111,9 @@ mmcv_nvcc_flags=(-D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ -D_
 if [ "$mode" = dry-run ]; then
   echo "torch CUDA:       $torch_cuda"
   echo "CUDA toolkit:     $toolkit_from"
-  [ ${#pip_toolkit[@]} -gt 0 ] && echo "toolkit install:  $PY -m pip install --target $prefix --no-deps ${pip_toolkit[*]}"
+  if [ ${#pip_toolkit[@]} -gt 0 ]; then
+    echo "toolkit install:  $PY -m pip install --target $prefix --no-deps ${pip_toolkit[*]}"
+  fi
   printf 'build env:        %s\n' "${build_env[@]}"
   echo "mmcv nvcc flags:  ${mmcv_nvcc_flags[*]}"
   echo "nvcc runs:        $(env "${build_env[@]}" FIBER_NVCC_PRINT=1 "$HERE/nvcc_cxx20.sh" -c x.cu -o x.o "${mmcv_nvcc_flags[@]}")"
@@ -148,7 +154,8 @@ if [ "$mode" = ops ]; then
   for s in "${FIBER_OPS_SOURCES[@]}"; do
     case "$s" in *.cu)
       obj="$ops_dir/build/temp/mmcv/ops/csrc/${s%.cu}.o"
-      objdump -h "$obj" | grep -q '\.nv_fatbin' || die "$obj holds no GPU code (.nv_fatbin section)"
+      sections="$(objdump -h "$obj")"  # not piped into grep -q: under pipefail objdump's SIGPIPE would count
+      grep -q '\.nv_fatbin' <<<"$sections" || die "$obj holds no GPU code (.nv_fatbin section)"
       echo "GPU code present: $obj" ;;
     esac
   done

@@ -62,10 +62,13 @@ def main() -> int:
     start = time.time()
     try:
         runpy.run_path('setup.py', run_name='__main__')
-    except SystemExit as e:  # setuptools exits with the failing command's message on a compile error
+    except SystemExit as e:  # setuptools exits with the failing command's message on a link error
         if e.code not in (None, 0):
             print(f'error: build_ext failed after {time.time() - start:.0f} s: {e.code}', file=sys.stderr)
             return 1
+    except RuntimeError as e:  # torch's ninja build: "Error compiling objects for extension", after the log
+        print(f'error: build_ext failed after {time.time() - start:.0f} s: {e}', file=sys.stderr)
+        return 1
     print(f'build_ext finished in {time.time() - start:.0f} s; objects under {build_dir}/temp')
     return 0
 
