@@ -16,7 +16,12 @@ default_hooks = dict(
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
+    # Seconds a rank waits in a collective before the job is killed (MMEngine's init_dist turns it into the
+    # timedelta of torch.distributed.init_process_group; tools/train.py and tools/test.py on CPU honour it too).
+    # Metrics are computed by rank 0 alone while the other ranks wait in a broadcast; NCCL's own default (10 min)
+    # is shorter than some of those evaluations. One hour covers COCO, ODinW, Flickr30k and RefCOCO; the LVIS
+    # configs raise it (configs/lvis/fiber_b_lvis_minival_fixed_ap.py). A real hang is reported after this long.
+    dist_cfg=dict(backend='nccl', timeout=3600))
 
 # Training losses, learning rate and validation metrics go to every backend: LocalVisBackend writes
 # WORK_DIR/<timestamp>/vis_data/scalars.json; TensorBoard (`tensorboard --logdir WORK_DIR`) is added when installed.

@@ -17,3 +17,7 @@ test_dataloader = dict(
         data_prefix=dict(img=''),  # images found through each entry's coco_url (train2017/ or val2017/)
         return_classes=True))
 test_evaluator = dict(type='LVISFixedAPRank0Metric', ann_file=data_root + ann_file, topk=10000)
+# Rank 0 alone merges and evaluates the kept detections (up to 10,000 per category, 12 M on LVIS) while the other
+# ranks wait: longer than NCCL's 10-minute default on LVIS val. The LVIS fine-tune, which validates with this
+# metric, and the val config inherit the limit.
+env_cfg = dict(dist_cfg=dict(timeout=4 * 3600))
