@@ -55,6 +55,48 @@ def numpy_float_alias_for_lvis() -> Iterator[None]:
         del np.float  # type: ignore[attr-defined]
 
 
+def drop_duplicate_images(parts: List[Dict[int, np.ndarray]], img_ids: List[List[int]],
+                          size: int) -> List[Dict[int, np.ndarray]]:
+    """Keep each image's detections from one rank only: the lowest rank that processed it.
+
+    Args:
+        parts (list[dict]): Per rank, ``{category_id: rows (N, 7)}`` (see ``_top_rows``).
+        img_ids (list[list[int]]): Per rank, the ids of the images it processed.
+        size (int): Length of the dataset (distinct images expected).
+
+    Returns:
+        list[dict]: ``parts`` without the rows of images whose copy is kept from a lower rank.
+    """
+    logger: MMLogger = MMLogger.get_current_instance()
+    owner: Dict[int, int] = {}
+    repeated = set()
+    copies = 0
+    for rank, ids in enumerate(img_ids):
+        for img_id in ids:
+            if img_id in owner:
+                copies += 1
+                repeated.add(img_id)
+            else:
+                owner[img_id] = rank
+    if len(owner) != size:
+        logger.warning(f'LVIS Fixed AP: {len(owner)} distinct images were evaluated, but the dataset has {size}.')
+    if copies == 0:
+        return parts
+    duplicated = sorted(repeated)
+    logger.info(f'LVIS Fixed AP: {copies} padded duplicate image(s) (the sampler gives every rank as many images) '
+                f'are evaluated once, from the lowest rank that processed them: image ids {duplicated[:20]}'
+                + (f' and {len(duplicated) - 20} more' if len(duplicated) > 20 else ''))
+    kept_parts = []
+    for rank, part in enumerate(parts):
+        own = set(img_ids[rank])
+        foreign = np.array([i for i in duplicated if owner[i] != rank and i in own], dtype=np.float64)
+        if len(foreign) == 0:
+            kept_parts.append(part)
+            continue
+        kept_parts.append({cat_id: rows[~np.isin(rows[:, _IMG_ID], foreign)] for cat_id, rows in part.items()})
+    return kept_parts
+
+
 @METRICS.register_module()
 class LVISFixedAPRank0Metric(LVISFixedAPMetric):
     """LVIS box Fixed AP with a per-category cap over the split, merged on rank 0 only.
@@ -69,6 +111,13 @@ class LVISFixedAPRank0Metric(LVISFixedAPMetric):
       instead of mmdet's ``all_gather_object`` that copies every rank's detections to every rank.
     * **Ties**: the cap keeps detections by descending score with ties broken by ascending image id, then by the
       order in the image's prediction list - the reference's single-process order, whatever the number of ranks.
+    * **Padded duplicates**: MMEngine's ``DefaultSampler`` pads the last round so that every rank gets as many
+      images as the others, so under several ranks a few images are predicted twice. Each rank reports the image
+      ids it processed; rank 0 keeps every image's detections from one rank only (the lowest that processed it),
+      counts and logs the duplicates, and warns when the number of distinct images differs from the dataset's
+      size. Without this the duplicates' detections enter LVISEval twice (one copy a false positive), and AP
+      depends on the number of GPUs. Dropping them after the per-rank cap loses nothing: a rank holds each image
+      once, so a detection its cap dropped had ``topk`` distinct better ones on that rank alone.
     * **numpy 2.x**: ``lvis==0.5.3`` is run inside :func:`numpy_float_alias_for_lvis` (no site-packages edit).
     * Full-precision results, including AR.
 
@@ -118,6 +167,7 @@ class LVISFixedAPRank0Metric(LVISFixedAPMetric):
         self.results: list = []
         self._kept: Dict[int, List[np.ndarray]] = defaultdict(list)
         self._num_kept: Dict[int, int] = defaultdict(int)
+        self._img_ids: List[int] = []  # every processed image, with or without detections
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Convert one batch of predictions to CPU detection rows and apply the per-category cap locally.
@@ -127,6 +177,7 @@ class LVISFixedAPRank0Metric(LVISFixedAPMetric):
             data_samples (Sequence[dict]): Data samples with ``img_id`` and ``pred_instances``.
         """
         for data_sample in data_samples:
+            self._img_ids.append(int(data_sample['img_id']))
             pred = data_sample['pred_instances']
             bboxes = pred['bboxes'].detach().cpu().numpy()
             scores = pred['scores'].detach().cpu().numpy()
@@ -153,10 +204,11 @@ class LVISFixedAPRank0Metric(LVISFixedAPMetric):
                     self._num_kept[cat_id] = len(kept)
 
     def evaluate(self, size: int) -> dict:
-        """Gather the per-rank detections on rank 0, evaluate there and broadcast the metrics.
+        """Gather the per-rank detections on rank 0, drop the sampler's padded duplicates, evaluate there and
+        broadcast the metrics.
 
         Args:
-            size (int): Length of the evaluated dataset (unused: the results are already per category).
+            size (int): Length of the evaluated dataset (the number of distinct images expected).
 
         Returns:
             dict: Metrics with the prefix, on every rank.
@@ -165,10 +217,11 @@ class LVISFixedAPRank0Metric(LVISFixedAPMetric):
             print_log(f'{type(self).__name__} got no detection on this rank.', logger='current',
                       level=logging.WARNING)
         local = {cat_id: _top_rows(chunks, self.topk) for cat_id, chunks in self._kept.items()}
-        gathered = collect_results_cpu([local], get_world_size())
+        gathered = collect_results_cpu([(local, self._img_ids)], get_world_size())
 
         if is_main_process():
-            _metrics = self.compute_metrics(gathered)
+            parts = drop_duplicate_images([p for p, _ in gathered], [ids for _, ids in gathered], size)
+            _metrics = self.compute_metrics(parts)
             if self.prefix:
                 _metrics = {'/'.join((self.prefix, k)): v for k, v in _metrics.items()}
             metrics = [_metrics]
@@ -177,6 +230,7 @@ class LVISFixedAPRank0Metric(LVISFixedAPMetric):
         broadcast_object_list(metrics)
         self._kept = defaultdict(list)
         self._num_kept = defaultdict(int)
+        self._img_ids = []
         self.results.clear()
         return metrics[0]
 
