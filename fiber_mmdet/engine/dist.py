@@ -1,17 +1,27 @@
-"""``--launcher pytorch`` on a machine without CUDA.
+"""Distributed runs: ``--launcher pytorch`` on a machine without CUDA, and which evaluation samples are the
+sampler's padding.
 
 MMEngine 0.10.7 cannot start a distributed CPU run on its own: ``init_dist`` calls ``torch.cuda.set_device``
 (``RuntimeError: Found no NVIDIA driver``) before ``init_process_group``, the default backend is ``nccl``, and
 ``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to ``DistributedDataParallel``, which rejects
 ``device_ids`` for CPU modules. :func:`setup_cpu_distributed` handles the three before the Runner is built.
+
+MMEngine's ``DefaultSampler`` (``round_up=True``, the evaluation default) gives every rank the same number of
+samples by repeating the first ones at the end of the last round, so with a dataset size that the world size does
+not divide, a few samples are evaluated twice. MMEngine's ``collect_results`` cuts them off for metrics that keep
+one result per sample; whatever counts or writes per sample on each rank has to recognise them itself
+(:func:`rank_sample_indices`).
 """
 import datetime
+from typing import List, NamedTuple, Optional
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
+from mmengine.dataset import DefaultSampler
 from mmengine.logging import print_log
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import BatchSampler
 
 from mmdet.registry import MODEL_WRAPPERS
 
@@ -65,3 +75,33 @@ def setup_cpu_distributed(cfg: Config) -> bool:
     print_log(f'no CUDA: distributed run on CPU with backend {dist_cfg["backend"]!r}, '
               f'rank {torch_dist.get_rank()}/{torch_dist.get_world_size()}', logger='current')
     return True
+
+
+class RankSample(NamedTuple):
+    """A sample this rank evaluates: its index in the dataset, and whether it is a padded repeat (a copy of a
+    sample that another rank, or this one, also evaluates)."""
+    index: int
+    padding: bool
+
+
+def rank_sample_indices(dataloader) -> Optional[List[RankSample]]:
+    """The samples this rank's ``dataloader`` yields, in order, with the padded repeats marked.
+
+    Needs MMEngine's ``DefaultSampler`` batched in order (a plain ``BatchSampler``), as every evaluation config
+    here uses; returns None otherwise (e.g. ``AspectRatioBatchSampler`` regroups samples). The ``k``-th sample of
+    rank ``r`` is at position ``r + k * world_size`` of the sampler's padded list; positions from the dataset's
+    length on are the repeats.
+
+    Args:
+        dataloader: A ``torch.utils.data.DataLoader``.
+
+    Returns:
+        list[RankSample] | None: One entry per sample of this rank.
+    """
+    sampler = getattr(dataloader, 'sampler', None)
+    batch_sampler = getattr(dataloader, 'batch_sampler', None)
+    if not isinstance(sampler, DefaultSampler) or type(batch_sampler) is not BatchSampler:
+        return None
+    size = len(sampler.dataset)
+    return [RankSample(int(index), sampler.rank + k * sampler.world_size >= size)
+            for k, index in enumerate(iter(sampler))]
