@@ -19,6 +19,7 @@ import os
 import os.path as osp
 import sys
 
+import torch
 from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a source checkout
@@ -26,7 +27,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import fiber_mmdet  # noqa: E402,F401  (registers fiber_mmdet's modules)
 from fiber_mmdet.engine.data_files import check_data_files  # noqa: E402
 from fiber_mmdet.engine.finetune_protocol import (build_run_config, plan_runs, protocol_datasets,  # noqa: E402
-                                                  run_protocol)
+                                                  resolve_gpus, run_protocol)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,7 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--shots', nargs='+', type=int, default=[1, 3, 5, 10, 0],
                         help='k images per category; 0 = the full training set (default: %(default)s)')
     parser.add_argument('--seeds', nargs='+', type=int, default=[3, 30, 300], help='default: %(default)s')
-    parser.add_argument('--gpus', type=int, default=0, help='GPUs to use; 0 = CPU (default: %(default)s)')
+    parser.add_argument('--gpus', type=int, default=None,
+                        help='GPUs to use, the first ones of those this process sees (CUDA_VISIBLE_DEVICES is '
+                        'respected); 0 = CPU (default: every visible GPU, the CPU where there is none)')
     parser.add_argument('--gpus-per-run', type=int, default=None,
                         help='GPUs of one run (the global batch is divided over them); --gpus / --gpus-per-run '
                         'runs go at a time (default: 1 on one GPU, else 4 if it divides --gpus, else --gpus)')
@@ -51,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.gpus = resolve_gpus(args.gpus, torch.cuda.device_count(), os.environ)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

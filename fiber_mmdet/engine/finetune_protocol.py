@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from queue import Queue
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 from mmengine.config import Config
 
@@ -134,9 +134,56 @@ def latest_test_metrics(test_dir: str) -> dict:
         return json.load(f)
 
 
+def visible_devices(env: Mapping[str, str], device_count: int) -> List[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries: the caller's own list when it set one
+    (indices or ``GPU-<uuid>``), else ``0 .. device_count - 1``."""
+    if 'CUDA_VISIBLE_DEVICES' in env:
+        return [d.strip() for d in env['CUDA_VISIBLE_DEVICES'].split(',') if d.strip()]
+    return [str(i) for i in range(device_count)]
+
+
+def child_environment(env: Mapping[str, str], devices: Optional[List[int]], device_count: int) -> Dict[str, str]:
+    """The environment of one run's process(es): ``env`` with ``CUDA_VISIBLE_DEVICES`` narrowed to ``devices``.
+
+    Args:
+        env: The caller's environment (``os.environ``).
+        devices: Positions among the caller's visible GPUs (0 = the first GPU this process sees, whatever its
+            physical index); None or empty: the run uses the CPU and sees no GPU.
+        device_count: GPUs this process sees (``torch.cuda.device_count()``), used when ``env`` has no
+            ``CUDA_VISIBLE_DEVICES``.
+
+    Returns:
+        dict: A copy of ``env`` with ``CUDA_VISIBLE_DEVICES`` set.
+    """
+    child = dict(env)
+    if not devices:
+        child['CUDA_VISIBLE_DEVICES'] = ''
+        return child
+    visible = visible_devices(env, device_count)
+    missing = [d for d in devices if not 0 <= d < len(visible)]
+    if missing:
+        source = (f'CUDA_VISIBLE_DEVICES={env["CUDA_VISIBLE_DEVICES"]!r}' if 'CUDA_VISIBLE_DEVICES' in env else
+                  f'{device_count} GPU(s) found')
+        raise ValueError(f'GPU(s) {missing} requested (--gpus / --gpus-per-run), but only {len(visible)} are '
+                         f'visible ({source})')
+    child['CUDA_VISIBLE_DEVICES'] = ','.join(visible[d] for d in devices)
+    return child
+
+
+def resolve_gpus(requested: Optional[int], device_count: int, env: Mapping[str, str]) -> int:
+    """``--gpus``: every visible GPU when not given (0, the CPU, where there is none); a request for more GPUs
+    than this process sees is an error naming ``CUDA_VISIBLE_DEVICES``."""
+    if requested is None:
+        return device_count
+    if requested < 0 or requested > device_count:
+        raise ValueError(f'--gpus {requested}: this process sees {device_count} GPU(s) (CUDA_VISIBLE_DEVICES='
+                         f'{env.get("CUDA_VISIBLE_DEVICES", "<not set>")!r})')
+    return requested
+
+
 def _launch(script: str, args: List[str], devices: Optional[List[int]], log_file: str, port: int) -> None:
-    env = dict(os.environ)
-    env['CUDA_VISIBLE_DEVICES'] = ','.join(map(str, devices)) if devices else ''
+    import torch
+    env = child_environment(os.environ, devices, torch.cuda.device_count())
     env['PYTHONPATH'] = os.pathsep.join([REPO_ROOT] + [p for p in [env.get('PYTHONPATH')] if p])
     if devices and len(devices) > 1:
         cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={len(devices)}',

@@ -7,8 +7,9 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from fiber_mmdet.engine.finetune_protocol import (build_run_config, execute_run, general_copy, plan_runs,
-                                                  run_protocol, summarize, summary_markdown)
+from fiber_mmdet.engine.finetune_protocol import (build_run_config, child_environment, execute_run, general_copy,
+                                                  plan_runs, resolve_gpus, run_protocol, summarize,
+                                                  summary_markdown)
 
 
 @pytest.fixture(scope='module')
@@ -94,6 +95,41 @@ def test_failed_runs_are_reported_and_retried(odinw13, tmp_path):
         run_protocol(odinw13, 'c', str(tmp_path), ['Raccoon'], [1], [3, 30], executor=executor)
     summary = run_protocol(odinw13, 'c', str(tmp_path), ['Raccoon'], [1], [3, 30], executor=executor)
     assert sorted(calls) == [3, 30, 30] and summary['datasets']['Raccoon']['1-shot']['seeds'] == [3, 30]
+
+
+def test_child_runs_use_the_callers_gpus():
+    """A run's GPUs are positions among the GPUs the caller sees, never absolute indices."""
+    caller = dict(CUDA_VISIBLE_DEVICES='2,3', HOME='/home/me')
+    # the caller picked GPUs 2 and 3 and asks for one GPU per run: the runs get 2, then 3
+    assert child_environment(caller, [0], device_count=2) == dict(CUDA_VISIBLE_DEVICES='2', HOME='/home/me')
+    assert child_environment(caller, [1], device_count=2)['CUDA_VISIBLE_DEVICES'] == '3'
+    assert child_environment(caller, [0, 1], device_count=2)['CUDA_VISIBLE_DEVICES'] == '2,3'
+    assert child_environment(dict(CUDA_VISIBLE_DEVICES='GPU-ab12, GPU-cd34'), [1], 2)['CUDA_VISIBLE_DEVICES'] == \
+        'GPU-cd34'
+    with pytest.raises(ValueError, match=r"GPU\(s\) \[2\] requested .* only 2 are visible "
+                       r"\(CUDA_VISIBLE_DEVICES='2,3'\)"):
+        child_environment(caller, [2], device_count=2)
+    # no caller setting: the indices of the GPUs the process sees
+    assert child_environment({}, [2, 3], device_count=4)['CUDA_VISIBLE_DEVICES'] == '2,3'
+    with pytest.raises(ValueError, match=r'only 1 are visible \(1 GPU\(s\) found\)'):
+        child_environment({}, [1], device_count=1)
+    # a CPU run sees no GPU
+    assert child_environment(caller, None, device_count=2)['CUDA_VISIBLE_DEVICES'] == ''
+    assert caller == dict(CUDA_VISIBLE_DEVICES='2,3', HOME='/home/me')  # the caller's environment is untouched
+
+
+def test_gpus_default_to_the_visible_ones(repo_root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('odinw_finetune', osp.join(repo_root, 'tools', 'odinw_finetune.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.parse_args(['CONFIG', 'CKPT']).gpus is None  # resolved at run time by resolve_gpus
+    assert resolve_gpus(None, device_count=0, env={}) == 0  # a machine without GPUs: the CPU
+    assert resolve_gpus(None, device_count=4, env={}) == 4
+    assert resolve_gpus(None, device_count=1, env=dict(CUDA_VISIBLE_DEVICES='3')) == 1
+    assert resolve_gpus(2, device_count=4, env={}) == 2
+    with pytest.raises(ValueError, match=r"--gpus 2: this process sees 1 GPU\(s\) \(CUDA_VISIBLE_DEVICES='3'\)"):
+        resolve_gpus(2, device_count=1, env=dict(CUDA_VISIBLE_DEVICES='3'))
 
 
 def test_markdown_marks_missing_cells():
