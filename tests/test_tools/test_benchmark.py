@@ -60,3 +60,57 @@ def test_flop_count_adds_deformable_convolutions_and_cpu_attention():
     dcn = 2 * (6 * 8 * 8) * 4 * 9
     attention = 2 * (2 * 2 * 16 * 16 * 8)  # q kᵀ and p v
     assert flops.total == dcn + attention
+
+
+def test_cuda_device_is_the_one_given_to_every_cuda_call():
+    """``--device cuda:1`` must synchronise and read the memory of cuda:1, not the current device (cuda:0)."""
+    from benchmark import cuda_device
+    assert cuda_device('cuda:1') == torch.device('cuda', 1)
+    assert cuda_device('cuda') == torch.device('cuda') and cuda_device('cuda').index is None
+    assert cuda_device('cpu') is None
+
+
+def _deform_inputs():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 8, 8, generator=g)
+    offset = torch.randn(1, 18, 8, 8, generator=g) * 1.5  # fractional positions: real bilinear sampling
+    mask = torch.rand(1, 9, 8, 8, generator=g)
+    return x, offset, mask
+
+
+def test_flop_count_counts_the_cpu_deformable_convolution_once():
+    """The head's deformable convolution on the CPU is grid sampling plus one matmul, which the FLOP counter
+    sees; the dense count must not be added on top of it (it was: 2x, in evaluation and in training)."""
+    from fiber_mmdet.models.layers.fp32_deform_conv import FP32ModulatedDeformConv2d
+    torch.manual_seed(0)
+    conv = FP32ModulatedDeformConv2d(4, 6, 3, padding=1)
+    x, offset, mask = _deform_inputs()
+    dense = 2 * (6 * 8 * 8) * 4 * 9  # 2 x outputs x C_in x k²
+    with torch.no_grad(), FlopCount(conv, backward=False) as flops:
+        conv(x, offset, mask)
+    assert flops.total == dense
+    # training: the forward product and the two of backward (the columns' and the weight's gradients). With
+    # recompute_columns backward samples the columns again, but checkpoint's recomputation stops once the
+    # saved tensors are back, before the product: no product runs twice.
+    for recompute in (True, False):
+        conv.recompute_columns = recompute
+        with FlopCount(conv, backward=True) as flops:
+            conv(x.requires_grad_(), offset.requires_grad_(), mask.requires_grad_()).square().sum().backward()
+        assert flops.total == 3 * dense, recompute
+
+
+def test_flop_count_of_mmcv_deformable_kernel_is_the_dense_count():
+    """mmcv's kernel (what runs on CUDA; here its CPU version): the counter sees none of the products inside
+    the extension, so the dense count is added: forward = the dense count, training = 3x."""
+    from fiber_mmdet.models.layers.fp32_deform_conv import FP32ModulatedDeformConv2d
+    torch.manual_seed(0)
+    conv = FP32ModulatedDeformConv2d(4, 6, 3, padding=1)
+    conv.use_mmcv_cpu_kernel = True
+    x, offset, mask = _deform_inputs()
+    dense = 2 * (6 * 8 * 8) * 4 * 9
+    with torch.no_grad(), FlopCount(conv, backward=False) as flops:
+        conv(x, offset, mask)
+    assert flops.total == dense
+    with FlopCount(conv, backward=True) as flops:
+        conv(x.requires_grad_(), offset.requires_grad_(), mask.requires_grad_()).square().sum().backward()
+    assert flops.total == 3 * dense

@@ -22,9 +22,10 @@ Printed (and written to ``--json``), per phase:
   model is built, and ``phase_mib = peak_rss_mib - model_rss_mib`` what the phase itself added (activations,
   gradients, allocator slack: glibc keeps freed small blocks, so RSS is an upper bound on live tensors).
 * ``gflop``: FLOPs of one more call, made after the memory readout (``--no-flops`` skips it), counted by
-  ``torch.utils.flop_counter.FlopCounterMode``; the CPU fused attention kernels and mmcv's deformable
-  convolutions, which the counter does not see, are added from their shapes (a deformable convolution as its
-  dense equivalent, backward = 2 x forward). ``gflop_per_s`` = gflop / seconds.
+  ``torch.utils.flop_counter.FlopCounterMode``: the FLOPs executed, each once (recomputation, e.g.
+  ``--with-cp``, included). The CPU fused attention kernels, which the counter does not see, are added from
+  their shapes; a deformable convolution's matrix product is seen by the counter (its dense equivalent is added
+  only for a kernel that hides it, see ``FlopCount``). ``gflop_per_s`` = gflop / seconds.
 * ``gemm_gflop_per_s``: a dense 2048 x 2048 (GPU: 8192 x 8192) matmul timed in the same process, same threads and
   dtype (``--amp``'s on GPU); ``of_gemm`` = gflop_per_s / gemm_gflop_per_s.
 
@@ -88,17 +89,36 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
+def cuda_device(device: str) -> Optional[torch.device]:
+    """The CUDA device named by ``--device`` ('cuda' → the current one, 'cuda:1' → index 1), None for others.
+
+    Passed to every ``torch.cuda`` call that reads or waits on a device: without it ``synchronize`` and the
+    memory statistics act on the current device (cuda:0), not the one the model runs on."""
+    parsed = torch.device(device)
+    return parsed if parsed.type == 'cuda' else None
+
+
 def peak_memory_mib(device: str) -> float:
     """CUDA allocator peak on GPU; the process's peak resident memory on CPU."""
-    if device.startswith('cuda'):
-        return torch.cuda.max_memory_allocated() / 2**20
+    cuda = cuda_device(device)
+    if cuda is not None:
+        return torch.cuda.max_memory_allocated(cuda) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def reset_peak_memory(device: str) -> None:
+    """Start a new CUDA allocator peak on ``device`` (CPU: nothing, each phase has its own process)."""
+    cuda = cuda_device(device)
+    if cuda is not None:
+        torch.cuda.reset_peak_memory_stats(cuda)
 
 
 # ---------------------------------------------------------------------------------------------------- timing
 def synchronize(device: str) -> None:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
+    """Wait for the kernels queued on ``device`` (CUDA only)."""
+    cuda = cuda_device(device)
+    if cuda is not None:
+        torch.cuda.synchronize(cuda)
 
 
 def timed(fn: Callable[[], None], device: str, repeat: int, cpu_time: bool = False):
@@ -129,8 +149,17 @@ def gemm_gflop_per_s(device: str, dtype: torch.dtype, n: Optional[int] = None, r
 # ---------------------------------------------------------------------------------------------------- FLOPs
 class FlopCount:
     """``FlopCounterMode`` plus what it cannot see: the CPU fused attention kernels (registered with torch's
-    own SDPA formulas) and mmcv's deformable convolutions (their dense-convolution count, from module hooks).
-    Use as a context manager around one call; ``total`` is the FLOP count."""
+    own SDPA formulas) and deformable convolutions whose kernel hides its matrix products from the counter.
+    Use as a context manager around one call; ``total`` is the FLOP count.
+
+    A deformable convolution costs its dense convolution's 2 * C_in/groups * k * k FLOPs per output value in
+    the matrix product of its sampled columns (the bilinear sampling is not counted, as no elementwise work
+    is). The vectorised CPU path of ``FP32ModulatedDeformConv2d`` runs that product as a torch ``matmul``, which
+    the counter sees, forward and backward: adding the dense count too counted it twice. mmcv's extension
+    (CUDA, or its CPU kernel) computes the products inside C++ where the counter sees none of them. So each
+    deformable convolution's forward is bracketed by hooks that read what the counter saw inside it, and only
+    the shortfall against the dense count is added (x 3 in training: backward = 2 x forward). FLOPs that really
+    run twice (``--with-cp``'s recomputation) are counted as they run."""
 
     def __init__(self, model: torch.nn.Module, backward: bool) -> None:
         from torch.utils import flop_counter as fc
@@ -151,17 +180,27 @@ class FlopCount:
         self.backward = backward
         self.extra = 0
         self.handles = []
+        self._seen_before: Dict[int, int] = {}
+
+    @staticmethod
+    def dense_flops(module: torch.nn.Module, output: torch.Tensor) -> int:
+        """FLOPs of the dense convolution with ``module``'s shapes producing ``output``."""
+        k = module.kernel_size[0] * module.kernel_size[1]
+        return 2 * output.numel() * (module.in_channels // module.groups) * k
+
+    def _deform_pre_hook(self, module, inputs) -> None:
+        self._seen_before[id(module)] = self.counter.get_total_flops()
 
     def _deform_hook(self, module, inputs, output) -> None:
-        # a deformable 3x3 convolution costs (at least) what the dense one costs: 2 * Cin/g * k*k per output
-        k = module.kernel_size[0] * module.kernel_size[1]
-        flops = 2 * output.numel() * module.in_channels // module.groups * k
-        self.extra += flops * (3 if self.backward else 1)
+        seen = self.counter.get_total_flops() - self._seen_before.pop(id(module))
+        missing = max(self.dense_flops(module, output) - seen, 0)
+        self.extra += missing * (3 if self.backward else 1)
 
     def __enter__(self) -> 'FlopCount':
         from mmcv.ops import ModulatedDeformConv2d
         for m in self.model.modules():
             if isinstance(m, ModulatedDeformConv2d):
+                self.handles.append(m.register_forward_pre_hook(self._deform_pre_hook))
                 self.handles.append(m.register_forward_hook(self._deform_hook))
         self.counter.__enter__()
         return self
@@ -220,8 +259,11 @@ def run_phase(args: argparse.Namespace, phase: str) -> Dict[str, float]:
     """Build the model and measure one phase in this process."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, img, sample = build(args)
     device = args.device
+    cuda = cuda_device(device)
+    if cuda is not None and cuda.index is not None:
+        torch.cuda.set_device(cuda)  # tensors the model makes with device='cuda' land there too
+    model, img, sample = build(args)
     dtype = {'none': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.amp]
     autocast = torch.autocast(device_type='cuda' if device.startswith('cuda') else 'cpu', dtype=dtype,
                               enabled=args.amp != 'none')
@@ -241,14 +283,13 @@ def run_phase(args: argparse.Namespace, phase: str) -> Dict[str, float]:
     fn = evaluate if phase == 'eval' else train_step
     synchronize(device)
     model_rss = rss_mib()
-    if device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak_memory(device)
     fn()  # warm-up
     seconds, cpu_seconds = timed(fn, device, args.repeat, cpu_time=True)
     result = dict(seconds=seconds, cpu_seconds=cpu_seconds)
     if device.startswith('cuda'):
-        result.update(peak_mib=torch.cuda.max_memory_allocated() / 2**20,
-                      peak_reserved_mib=torch.cuda.max_memory_reserved() / 2**20)
+        result.update(peak_mib=peak_memory_mib(device),
+                      peak_reserved_mib=torch.cuda.max_memory_reserved(cuda) / 2**20)
     else:
         peak = peak_memory_mib(device)
         result.update(peak_rss_mib=peak, model_rss_mib=model_rss, phase_mib=peak - model_rss)
@@ -293,8 +334,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.child:
         print(json.dumps(run_phase(args, args.child)))
         return 0
-    if args.device.startswith('cuda') and not torch.cuda.is_available():
-        raise SystemExit('--device cuda but torch sees no CUDA device')
+    cuda = cuda_device(args.device)
+    if cuda is not None and not torch.cuda.is_available():
+        raise SystemExit(f'--device {args.device} but torch sees no CUDA device')
+    if cuda is not None and cuda.index is not None and cuda.index >= torch.cuda.device_count():
+        raise SystemExit(f'--device {args.device} but torch sees {torch.cuda.device_count()} CUDA device(s)')
     isolate = not args.device.startswith('cuda') and not args.same_process
     rows = {}
     for phase in args.phases:

@@ -31,7 +31,7 @@ import torch
 from mmengine.config import Config
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark import ROBERTA_BASE, peak_memory_mib  # noqa: E402
+from benchmark import ROBERTA_BASE, cuda_device, peak_memory_mib, reset_peak_memory, synchronize  # noqa: E402
 
 
 def parse_args():
@@ -58,11 +58,6 @@ def parse_args():
     return p.parse_args()
 
 
-def sync(device: str) -> None:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
 def main() -> int:
     args = parse_args()
     if args.images < 1 or args.plain_images < 1:
@@ -70,6 +65,9 @@ def main() -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    cuda = cuda_device(args.device)
+    if cuda is not None and cuda.index is not None:
+        torch.cuda.set_device(cuda)  # tensors the model makes with device='cuda' land there too
     from mmdet.registry import MODELS
     from mmdet.structures import DetDataSample
     from mmdet.utils import register_all_modules
@@ -123,18 +121,17 @@ def main() -> int:
         for path in paths:
             model.test_cfg.update(path_cfgs[path])
             model.eval()  # also empties the prompt cache
-            if args.device.startswith('cuda'):
-                torch.cuda.reset_peak_memory_stats()
+            reset_peak_memory(args.device)
             if path != 'plain':  # fill the prompt cache on a small image
                 with torch.no_grad():
                     model.predict(torch.zeros(1, 3, 64, 64, device=args.device), [sample(text, (64, 64), (64, 64))])
             times, cpu_times, preds = [], [], []
             for img in images[:args.plain_images if path == 'plain' else args.images]:
-                sync(args.device)
+                synchronize(args.device)
                 t, c = time.perf_counter(), time.process_time()
                 with torch.no_grad():
                     preds.append(model.predict(img, [sample(text)])[0].pred_instances)
-                sync(args.device)
+                synchronize(args.device)
                 times.append(time.perf_counter() - t)
                 cpu_times.append(time.process_time() - c)
             per_path[path] = (sum(times) / len(times), preds)
