@@ -1,10 +1,13 @@
-"""The model reproduces the original FIBER implementation on the shared reference fixtures."""
+"""The model reproduces the original FIBER implementation on the shared reference fixtures; on CUDA the parity
+tool switches TF32 off first."""
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
+import torch
 
+from .conftest import load_tool
 
 
 @pytest.mark.parametrize('name', ['tiny_v2', 'tiny_v3'])
@@ -15,3 +18,26 @@ def test_reference_parity(name, repo_root, reference_root):
     print(proc.stdout[-6000:], proc.stderr[-3000:])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'checks passed' in proc.stdout and 'FAIL' not in proc.stdout
+
+
+def _tf32_flags():
+    return (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+            torch.get_float32_matmul_precision())
+
+
+def test_disable_tf32_turns_tf32_off_on_cuda_only():
+    """cuDNN convolutions default to TF32 (~1e-3 relative), 10x the parity tolerance: on a CUDA device the tool
+    must switch it off (and say so); on the CPU, where TF32 does not exist, it leaves the flags alone."""
+    parity = load_tool('analysis_tools/reference_parity.py')
+    saved = _tf32_flags()
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        assert parity.disable_tf32('cpu') is None
+        assert _tf32_flags()[:2] == (True, True)
+        message = parity.disable_tf32('cuda:1')
+        assert _tf32_flags() == (False, False, 'highest')
+        assert 'TF32 off' in message and 'allow_tf32=False' in message
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
+        torch.set_float32_matmul_precision(saved[2])

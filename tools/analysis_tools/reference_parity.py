@@ -14,12 +14,15 @@ Prints max abs / relative error per output and exits 0 only when all are within 
 * losses: relative error <= 1e-4;
 * detections, compared as sets sorted by score: same count, labels equal, boxes within 1e-3 px,
   scores within 1e-4.
+
+On CUDA, TF32 is switched off first (:func:`disable_tf32`, printed): cuDNN runs float32 convolutions in TF32
+by default (10-bit mantissa, ~1e-3 relative), which alone exceeds the 1e-4 tolerances.
 """
 import argparse
 import json
 import os.path as osp
 import sys
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from mmengine.structures import InstanceData
@@ -29,6 +32,25 @@ LOSS_RTOL = 1e-4
 TARGET_RTOL = 1e-5
 BOX_ATOL = 1e-3
 SCORE_ATOL = 1e-4
+
+
+def disable_tf32(device: str) -> Optional[str]:
+    """Make float32 matmuls and cuDNN convolutions on ``device`` compute in full float32 (no TF32).
+
+    cuDNN's convolutions default to TF32 on Ampere and later GPUs and the matmul precision can be lowered by
+    other code in the process; TF32 rounds the inputs to a 10-bit mantissa (~1e-3 relative error), far outside
+    the float32 tolerances of a parity check. Process-wide; nothing to do on other devices.
+
+    Returns:
+        str | None: What was set (to print beside the results), or None for a non-CUDA device.
+    """
+    if torch.device(device).type != 'cuda':
+        return None
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision('highest')
+    return ('TF32 off for parity: torch.backends.cuda.matmul.allow_tf32=False, '
+            "torch.backends.cudnn.allow_tf32=False, float32 matmul precision 'highest'")
 
 
 class Report:
@@ -155,6 +177,9 @@ def predict(model, out: dict, sizes_hw, padded_hw, label_to_tokens) -> List[Inst
 
 
 def check_fixture(fixture: str, device: str = 'cpu') -> bool:
+    precision = disable_tf32(device)
+    if precision:
+        print(precision)
     torch.manual_seed(0)
     model, ref_cfg = build_model(fixture, device)
     inputs = torch.load(osp.join(fixture, 'inputs.pth'), map_location='cpu', weights_only=True)
