@@ -308,8 +308,9 @@ class FusionSwinTransformer(BaseModule):
 
     def init_weights(self) -> None:
         """Swin's initialisation with the fusion gates at 0; with ``init_cfg=dict(type='Pretrained',
-        checkpoint=...)`` an official Swin checkpoint (or one of ours) is loaded instead: every weight it has
-        must fit, and what the model has beyond it (the image→text cross-attention) is listed in the log."""
+        checkpoint=...)`` Swin weights in the official, timm or mmpretrain layout (or ours) are loaded instead:
+        every weight they have must fit, and what the model has beyond them (the image→text cross-attention) is
+        listed in the log (:func:`fiber_mmdet.utils.unimodal_init.load_swin_pretrained`)."""
         pretrained = self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained'
         if self.init_cfg is None or pretrained:
             for m in self.modules():
@@ -331,25 +332,10 @@ class FusionSwinTransformer(BaseModule):
             super().init_weights()
 
     def _load_pretrained(self, checkpoint: str) -> None:
-        from mmengine.logging import MMLogger
-        from mmengine.runner.checkpoint import CheckpointLoader
-
-        from ...utils.fiber_checkpoint import convert_swin_state_dict
-        ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-        state = ckpt.get('state_dict', ckpt.get('model', ckpt))
-        converted = convert_swin_state_dict(state, self.num_stages).state_dict
-        own = self.state_dict()
-        bad = [f'{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}' for k, v in converted.items()
-               if k in own and v.shape != own[k].shape]
-        if bad:
-            raise ValueError(f'{checkpoint} does not fit this Swin (different window size or widths?): {bad[:5]}')
-        missing, unexpected = self.load_state_dict(converted, strict=False)
-        if unexpected:
-            raise ValueError(f'{checkpoint} has weights this backbone does not: {unexpected[:10]}')
-        missing = [k for k in missing if not k.endswith('relative_position_index')]
-        MMLogger.get_current_instance().info(
-            f'FusionSwinTransformer: loaded {len(converted)} tensors from {checkpoint}; '
-            f'{len(missing)} newly initialised (e.g. {missing[:3]})')
+        # Swin classification weights in the official, timm or mmpretrain layout (or ours); the optional
+        # init_cfg key ``layout`` names it, else it is detected. The loaded, dropped and new weights are logged.
+        from ...utils.unimodal_init import load_swin_pretrained
+        load_swin_pretrained(self, checkpoint, self.init_cfg.get('layout', 'auto'))
 
     # ------------------------------------------------------------------ forward
     def _run_block(self, block: FusionSwinBlock, state: SwinState, text: Optional[Tensor] = None,

@@ -277,17 +277,11 @@ class FusedRoberta(BaseModel):
                 nn.init.zeros_(m.alpha_t2i)
 
     def load_roberta_weights(self, name: str) -> None:
-        """Load transformers ``RobertaModel`` weights (hub name or directory). Every RoBERTa weight must be
-        found; only the new cross-attention parameters may stay as initialised."""
-        from transformers import RobertaModel
-        source = RobertaModel.from_pretrained(name, add_pooling_layer=False).state_dict()
-        source = {k: v for k, v in source.items() if not k.endswith(('position_ids', 'token_type_ids'))}
-        missing, unexpected = self.model.load_state_dict(source, strict=False)
-        missing = [k for k in missing if 'crossattention_t2i' not in k and 'alpha_t2i' not in k]
-        if missing or unexpected:
-            raise RuntimeError(f'{name} does not match FusedRoberta: missing {missing[:10]} '
-                               f'({len(missing)}), unexpected {unexpected[:10]} ({len(unexpected)})')
-        MMLogger.get_current_instance().info(f'FusedRoberta: loaded {len(source)} tensors from {name}')
+        """Load transformers RoBERTa weights (hub name or directory). Every RoBERTa weight must be found; only
+        the new cross-attention parameters may stay as initialised; the file's keys that are not loaded (heads,
+        pooler) are logged by name (:func:`fiber_mmdet.utils.unimodal_init.load_roberta_pretrained`)."""
+        from ...utils.unimodal_init import load_roberta_pretrained
+        load_roberta_pretrained(self.model, name)
 
     # ------------------------------------------------------------------ text
     def tokenize(self, captions: Union[str, List[str]], device: Optional[torch.device] = None,
