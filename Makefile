@@ -24,16 +24,16 @@ setup: setup-mmcv
 
 setup-torch:
 	$(PIP) install -q "setuptools>=77,<81" wheel ninja numpy packaging
-	@$(SATISFIED) '$(TORCH_REQUIREMENT)' 2>/dev/null && $(PYTHON) -c "import torch, torchvision" 2>/dev/null \
-	  && $(PYTHON) -c "import torch, torchvision; print('torch', torch.__version__, '/ torchvision', torchvision.__version__, 'present: kept ($(TORCH_REQUIREMENT))')" \
+	@$(SATISFIED) '$(TORCH_REQUIREMENT)' 2>/dev/null \
+	  && $(PYTHON) -c "import torch, torchvision; print('torch', torch.__version__, '/ torchvision', torchvision.__version__, 'present: kept ($(TORCH_REQUIREMENT))')" 2>/dev/null \
 	  || { echo "installing $(TORCH_SPEC) (torch or torchvision missing, or torch outside $(TORCH_REQUIREMENT))"; \
 	       $(PIP) install -q $(TORCH_SPEC); }
 
 setup-mmcv: setup-torch
 	@# mmcv's own imports need mmengine and opencv: without them the check after the build fails and rebuilds
 	$(PIP) install -q mmengine==0.10.7 opencv-python-headless
-	@$(SATISFIED) '$(MMCV_REQUIREMENT)' 2>/dev/null && $(PYTHON) -c "import mmcv.ops" 2>/dev/null \
-	  && echo "mmcv $$($(PYTHON) -c 'import mmcv; print(mmcv.__version__)') with compiled ops: present, kept ($(MMCV_REQUIREMENT))" || { \
+	@$(SATISFIED) '$(MMCV_REQUIREMENT)' 2>/dev/null \
+	  && $(PYTHON) -c "import mmcv, mmcv.ops; print('mmcv', mmcv.__version__, 'with compiled ops: present, kept ($(MMCV_REQUIREMENT))')" 2>/dev/null || { \
 	  echo "building $(MMCV_SPEC) with its compiled ops against the installed torch (about 40 min on 2 cores the first time; pip caches the wheel)"; \
 	  $(MMCV_BUILD_ENV) $(PIP) install --no-build-isolation --force-reinstall --no-deps $(MMCV_SPEC) && \
 	  $(PYTHON) -c "import mmcv.ops" 2>/dev/null || \
