@@ -31,11 +31,11 @@ def test_all_configs_load_and_use_registered_types(repo_root):
     from mmdet.registry import METRICS as DET_METRICS, EVALUATOR as DET_EVALUATOR, TASK_UTILS, VISUALIZERS
     from mmdet.registry import DATA_SAMPLERS as DET_SAMPLERS, LOOPS as DET_LOOPS, OPTIM_WRAPPERS as DET_WRAPPERS
     from mmdet.registry import PARAM_SCHEDULERS as DET_SCHEDULERS
-    from mmengine.registry import VISBACKENDS, OPTIMIZERS, LOG_PROCESSORS
+    from mmengine.registry import VISBACKENDS, OPTIMIZERS, LOG_PROCESSORS, WEIGHT_INITIALIZERS
     registries = [MODELS, DATASETS, TRANSFORMS, HOOKS, OPTIM_WRAPPER_CONSTRUCTORS, EVALUATOR, METRICS,
                   PARAM_SCHEDULERS, LOOPS, DATA_SAMPLERS, OPTIM_WRAPPERS, DET_METRICS, DET_EVALUATOR, TASK_UTILS,
                   VISUALIZERS, VISBACKENDS, OPTIMIZERS, LOG_PROCESSORS, DET_SAMPLERS, DET_LOOPS, DET_WRAPPERS,
-                  DET_SCHEDULERS]
+                  DET_SCHEDULERS, WEIGHT_INITIALIZERS]
     files = _config_files(repo_root)
     assert len(files) >= 5
     for path in files:

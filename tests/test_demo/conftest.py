@@ -104,7 +104,7 @@ def browser(tmp_path_factory):
 
     chromium, driver_path = shutil.which('chromium'), shutil.which('chromedriver')
     assert chromium and driver_path, (
-        "the web demo test needs Debian's chromium and chromium-driver packages (make setup installs them: "
+        "the web demo test needs Debian's chromium and chromium-driver packages (make test installs them: "
         'apt-get install -y chromium chromium-driver)')
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
