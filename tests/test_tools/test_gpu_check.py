@@ -1,46 +1,103 @@
-"""tools/analysis_tools/gpu_check.sh: valid bash, and its dry run names every step and the missing fixtures."""
+"""tools/analysis_tools/gpu_check.sh / gpu_check.py: the dry run lists every step and command; the Python
+steps run for real on the CPU (the toy and fixture models, DDP over gloo) and write the summary."""
 import os
 import subprocess
+import sys
 
-from .conftest import TOOLS
+import pytest
+
+from .conftest import REPO_ROOT, TOOLS, load_tool
 
 SCRIPT = str(TOOLS / 'analysis_tools' / 'gpu_check.sh')
+DRIVER = str(TOOLS / 'analysis_tools' / 'gpu_check.py')
 
 
-def _dry_run(tmp_path, *args):
-    env = dict(os.environ, OUT=str(tmp_path / 'out'))
-    env.pop('FIBER_REFERENCE_FIXTURES', None)
-    proc = subprocess.run(['bash', SCRIPT, *args, '--dry-run'], capture_output=True, text=True, env=env,
-                          timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    summary = (tmp_path / 'out' / 'summary.txt').read_text()
-    return proc.stdout, summary
+def _env(**extra):
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', **extra)
+    env.pop('PYTHONPATH', None)  # the script must set it itself
+    return env
 
 
 def test_syntax():
     assert subprocess.run(['bash', '-n', SCRIPT]).returncode == 0
 
 
-def test_dry_run_lists_parity_timings_and_prompts(tmp_path):
-    fixtures = tmp_path / 'fixtures'
-    for name in ('tiny_v2', 'tiny_v3'):
-        (fixtures / name).mkdir(parents=True)
-        (fixtures / name / 'outputs.pth').write_bytes(b'')
-    out, summary = _dry_run(tmp_path, str(fixtures))
-    commands = [l for l in summary.splitlines() if l.startswith('DRY-RUN: ')]
-    parity = [c for c in commands if 'reference_parity.py' in c]
-    assert len(parity) == 2 and all('--device cuda' in c for c in parity)
-    bench = [c for c in commands if 'benchmark.py' in c]
-    assert len(bench) == 4  # 512x512 and 800x1333, fp32 and bf16
-    assert {(c.split('--size ')[1].split(' --')[0], c.split('--amp ')[1].split()[0]) for c in bench} == {
-        ('512 512', 'none'), ('512 512', 'bf16'), ('800 1333', 'none'), ('800 1333', 'bf16')}
-    prompts = [c for c in commands if 'benchmark_prompts.py' in c]
+def test_dry_run_lists_steps_and_commands(tmp_path):
+    out = tmp_path / 'out'
+    proc = subprocess.run(['bash', SCRIPT, '--dry-run'], capture_output=True, text=True, timeout=60,
+                          env=_env(OUT=str(out)), cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = (out / 'summary.txt').read_text().splitlines()
+    assert summary[0].startswith('fiber_mmdet GPU check') and 'device cuda' in summary[0]
+    assert summary[-1] == 'RESULT: dry run, nothing was run'
+    lines = [l for l in summary if l.startswith('DRY-RUN ')]
+    steps = [l.split()[3].rstrip(':') for l in lines if l.startswith('DRY-RUN python step ')]
+    assert steps == ['env', 'tf32', 'dcn', 'parity', 'autocast', 'train']
+    ddp = [l for l in lines if 'torch.distributed.run' in l]
+    assert len(ddp) == 1 and '--nproc_per_node 2' in ddp[0] and 'ddp-worker --device cuda' in ddp[0]
+    bench = [l for l in lines if 'benchmark.py' in l]
+    assert {(l.split('--size ')[1].split(' --')[0], l.split('--amp ')[1].split()[0]) for l in bench} == {
+        (size, amp) for size in ('512 512', '800 1333') for amp in ('none', 'bf16', 'fp16')}
+    assert len(bench) == 6 and all('--device cuda' in l and 'fixtures/gpu_parity/tokenizer' in l for l in bench)
+    prompts = [l for l in lines if 'benchmark_prompts.py' in l]
     assert len(prompts) == 1 and '--classes 1203 --chunk 40' in prompts[0]
-    assert 'parity SKIPPED' not in summary and out.strip().splitlines()[-1].endswith(
-        f'(JSON: {tmp_path / "out"}/bench_*.json)')
+    assert sorted(os.listdir(out)) == ['summary.txt']
 
 
-def test_missing_fixtures_are_reported(tmp_path):
-    _, summary = _dry_run(tmp_path, str(tmp_path / 'nowhere'))
-    assert 'reference fixtures not found' in summary and 'parity SKIPPED' in summary
-    assert 'reference_parity.py' not in summary and 'parity: skipped' in summary
+def test_unknown_step_is_refused(tmp_path):
+    proc = subprocess.run([sys.executable, DRIVER, '--steps', 'parity,onnx', '--out', str(tmp_path), '--dry-run'],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "unknown step(s) ['onnx']" in proc.stderr
+
+
+def test_ddp_backend_choice():
+    steps = load_tool('analysis_tools/gpu_check_steps.py')
+    assert steps.ddp_backend('cuda', 2, 2) == 'nccl'
+    assert steps.ddp_backend('cuda:0', 2, 1) == 'gloo'  # NCCL refuses two ranks on one GPU
+    assert steps.ddp_backend('cpu', 2, 0) == 'gloo'
+
+
+def test_a_failing_step_is_a_fail_line_and_the_others_run(tmp_path):
+    driver = load_tool('analysis_tools/gpu_check.py')
+
+    def step_broken(device):
+        raise RuntimeError('kernel exploded')
+
+    with open(tmp_path / 'log', 'w') as log:
+        lines = driver.in_process(step_broken, log, 'cpu')
+    assert lines == ['FAIL broken: RuntimeError: kernel exploded']
+    assert 'Traceback' in (tmp_path / 'log').read_text()
+
+
+@pytest.fixture(scope='module')
+def cpu_run(tmp_path_factory):
+    """Every Python step of the check, and the DDP step, run on the CPU once."""
+    out = tmp_path_factory.mktemp('gpu_check_out')
+    work = tmp_path_factory.mktemp('gpu_check_work')
+    proc = subprocess.run(['bash', SCRIPT, '--device', 'cpu', '--steps', 'env,tf32,dcn,parity,autocast,train,ddp',
+                           '--out', str(out), '--work-dir', str(work)], capture_output=True, text=True, timeout=400,
+                          env=_env(), cwd=str(REPO_ROOT))
+    summary = (out / 'summary.txt').read_text()
+    return proc, summary, out
+
+
+def test_cpu_run_passes_every_step(cpu_run):
+    proc, summary, out = cpu_run
+    assert proc.returncode == 0, summary + proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = summary.splitlines()
+    status = {l.split(' ')[1].rstrip(':'): l.split(' ')[0] for l in lines[1:-1]}
+    assert status == {'env': 'PASS', 'tf32_off': 'PASS', 'deform_conv': 'PASS', 'parity_fp32': 'PASS',
+                      'predict_fp16': 'PASS', 'predict_bf16': 'PASS', 'train_amp_fp16': 'SKIP',
+                      'train_amp_bf16': 'SKIP', 'train_fp32': 'PASS', 'ddp_2proc_gloo': 'PASS'}, summary
+    assert lines[-1].startswith('RESULT: PASS (8 passed, 0 failed, 2 skipped)')
+    assert len(summary.encode()) < 4096 and sorted(os.listdir(out)) == ['check.log', 'summary.txt']
+
+
+def test_cpu_run_key_figures(cpu_run):
+    _, summary, _ = cpu_run
+    line = {l.split(' ')[1].rstrip(':'): l for l in summary.splitlines()[1:-1]}
+    assert 'FLOPs counted 2211840 = dense 2211840: True' in line['deform_conv']  # 2 x (2·16·12·20) x 16 x 9
+    parity = line['parity_fp32']
+    assert 'detections 18 vs 18, 0 unmatched' in parity and '; 32 vs 32, 0 unmatched' in parity
+    assert 'skipped steps 0' in line['train_fp32'] and 'EMA steps 3' in line['train_fp32']
+    assert '2 ranks on CPU, 3 iters' in line['ddp_2proc_gloo'] and 'max diff 0.0e+00' in line['ddp_2proc_gloo']

@@ -1,0 +1,288 @@
+"""One short check of fiber_mmdet on a GPU, self-contained in the repository (under 8 minutes on one H100).
+
+Usage (from anywhere; ``gpu_check.sh`` is the same with PYTHONPATH set):
+    python tools/analysis_tools/gpu_check.py [--device cuda] [--out DIR] [--steps a,b,...] [--dry-run]
+
+Steps (``--steps``, default all, in this order; every result is one line of ``OUT/summary.txt``):
+
+* ``env``: versions, the GPU, mmcv's CUDA ops; a FAIL names what is missing and ends the check.
+* ``tf32``: TF32 switched off for the parity steps, and shown off (float32 matmul / convolution vs float64).
+* ``dcn``: the head's modulated deformable convolution (mmcv's CUDA kernel) vs the float64 CPU one, forward and
+  gradients; its FLOPs counted once by ``benchmark.py``'s counter.
+* ``parity``: the stored CPU float32 outputs of a small FIBER (``fixtures/gpu_parity``, see ``gpu_parity.py``)
+  reproduced in float32: features, text, head outputs, losses, detections. The suite ties the CPU to the
+  original FIBER, so this ties the GPU to it.
+* ``autocast``: ``model.predict`` under fp16 and bf16 autocast vs float32, with real candidates (low score
+  threshold): boxes present and finite, the float32 detections found again.
+* ``train``: the toy model (deformable head) trained 3 iterations by MMEngine's Runner with AMP (fp16, bf16:
+  NonFiniteSkipAmpOptimWrapper, dynamic loss scale), NonFiniteGuardHook and an EMA hook.
+* ``ddp``: 2 processes (torchrun) training the toy model 3 iterations with MMDistributedDataParallel: NCCL
+  with 2+ GPUs; with one GPU both ranks share it over gloo (NCCL refuses two ranks on one GPU), which checks
+  the DDP code paths, not NCCL; the weights must be equal across ranks afterwards.
+* ``bench``: FIBER-B timings, memory and FLOP rate, ``benchmark.py`` at each ``--sizes`` x ``--amps``.
+* ``prompts``: the LVIS-style timing (1203 names, 40 per prompt) of ``benchmark_prompts.py``.
+
+Output (``--out``, default ``$OUT`` or ``work_dirs/gpu_check``), at most 3 files: ``summary.txt`` (a few KiB:
+a header, then ``PASS|FAIL|SKIP name: key figures`` per line, rewritten after every step so that a cut-short
+run keeps what it did), ``check.log`` (every step's full output) and ``bench.json`` (the benchmark figures).
+Scratch files go to ``--work-dir`` (default: a temporary folder). Exit status 1 if a line FAILed.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
+from typing import Callable, List, Optional
+
+HERE = osp.dirname(osp.abspath(__file__))
+REPO_ROOT = osp.dirname(osp.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, REPO_ROOT)
+STEPS = ('env', 'tf32', 'dcn', 'parity', 'autocast', 'train', 'ddp', 'bench', 'prompts')
+# ONNX Runtime's CUDA execution provider (an exported model's outputs vs PyTorch's) belongs after 'parity'
+# once the repository exports ONNX models; there is no such export yet, so no step.
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description='fiber_mmdet GPU check', formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument('--device', default='cuda', help='cuda, cuda:N, or cpu (the suite runs the steps on a CPU)')
+    p.add_argument('--out', default=os.environ.get('OUT') or 'work_dirs/gpu_check',
+                   help='summary.txt, check.log, bench.json (default: $OUT, else work_dirs/gpu_check)')
+    p.add_argument('--work-dir', default=None, help='scratch folder (default: a temporary one, removed)')
+    p.add_argument('--steps', default=','.join(STEPS), help=f'comma-separated, from {",".join(STEPS)}')
+    p.add_argument('--config', default='configs/_base_/models/fiber_b.py', help='model of the timings')
+    p.add_argument('--sizes', default='512x512,800x1333', help='HxW of the timings, comma-separated')
+    p.add_argument('--amps', default='none,bf16,fp16', help='autocast of the timings: none, bf16, fp16')
+    p.add_argument('--repeat', type=int, default=5, help='timed calls per benchmark phase')
+    p.add_argument('--step-timeout', type=int, default=240, help='seconds for each subprocess step')
+    p.add_argument('--dry-run', action='store_true', help='list the steps and commands, run nothing')
+    args = p.parse_args(argv)
+    args.steps = [s for s in args.steps.split(',') if s]
+    unknown = [s for s in args.steps if s not in STEPS]
+    if unknown:
+        p.error(f'unknown step(s) {unknown}; choose from {STEPS}')
+    args.sizes = [tuple(int(v) for v in s.split('x')) for s in args.sizes.split(',') if s]
+    args.amps = [a for a in args.amps.split(',') if a]
+    return args
+
+
+class Summary:
+    """``summary.txt``: header lines, then one line per result; rewritten whenever a line is added."""
+
+    def __init__(self, out: str, header: List[str]) -> None:
+        self.path = osp.join(out, 'summary.txt')
+        self.header = header
+        self.lines: List[str] = []
+        self.write()
+
+    def add(self, line) -> None:
+        self.lines.append(str(line)[:400])  # one line each, whatever a step's exception says
+        print(str(line), flush=True)
+        self.write()
+
+    def statuses(self) -> List[str]:
+        return [l.split(' ', 1)[0] for l in self.lines]
+
+    def write(self, footer: str = '') -> None:
+        with open(self.path, 'w') as f:
+            f.write('\n'.join(self.header + self.lines + ([footer] if footer else [])) + '\n')
+
+
+def subprocess_env() -> dict:
+    """The environment of every command: the repository on PYTHONPATH, unbuffered output."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (REPO_ROOT, env.get('PYTHONPATH', '')) if p)
+    return env
+
+
+def run_command(cmd: List[str], log, timeout: int) -> subprocess.CompletedProcess:
+    """Run ``cmd`` from the repository root; its output goes to ``log`` and is returned."""
+    log.write(f'\n$ {shlex.join(cmd)}\n')
+    log.flush()
+    try:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b'').decode() if isinstance(e.stdout, bytes) else (e.stdout or '')
+        log.write(out + f'\nTIMEOUT after {timeout} s\n')
+        return subprocess.CompletedProcess(cmd, 124, out + f'\nTIMEOUT after {timeout} s', '')
+    log.write(proc.stdout + proc.stderr)
+    log.flush()
+    return proc
+
+
+def bench_commands(args: argparse.Namespace, work: str) -> List[List[str]]:
+    tokenizer = osp.join(HERE, 'fixtures', 'gpu_parity', 'tokenizer')
+    cmds = []
+    for h, w in args.sizes:
+        for amp in args.amps:
+            cmds.append([sys.executable, osp.join(HERE, 'benchmark.py'), args.config, '--device', args.device,
+                         '--size', str(h), str(w), '--amp', amp, '--repeat', str(args.repeat), '--boxes', '5',
+                         '--tokenizer', tokenizer, '--json', osp.join(work, f'bench_{h}x{w}_{amp}.json')])
+    return cmds
+
+
+def prompts_command(args: argparse.Namespace) -> List[str]:
+    return [sys.executable, osp.join(HERE, 'benchmark_prompts.py'), args.config, '--device', args.device,
+            '--classes', '1203', '--chunk', '40', '--size', '800', '1333', '--images', '2', '--plain-images', '1']
+
+
+def ddp_command(args: argparse.Namespace, work: str, data_root: str, result: str, iters: int = 3) -> List[str]:
+    amp = ['--amp', 'fp16'] if args.device.startswith('cuda') else []
+    return [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
+            '--master_port', str(free_port()), osp.join(HERE, 'gpu_check_steps.py'), 'ddp-worker',
+            '--device', args.device, '--data-root', data_root, '--work-dir', osp.join(work, 'ddp'),
+            '--result', result, '--iters', str(iters)] + amp
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def bench_line(result: dict, tag: str) -> str:
+    cells = []
+    for phase, r in result['phases'].items():
+        mem = r.get('peak_mib', r.get('peak_rss_mib', 0))
+        rate = f', {r["gflop_per_s"]:.0f} GFLOP/s = {r["of_gemm"]:.2f} of GEMM' if 'gflop' in r else ''
+        cells.append(f'{phase} {r["seconds"] * 1e3:.1f} ms, {mem:.0f} MiB{rate}')
+    return f'PASS bench_{tag}: ' + '; '.join(cells)
+
+
+def in_process(step: Callable, log, *args) -> List[str]:
+    """Run a Python step with its output in the log; an exception is this step's FAIL line."""
+    try:
+        with redirect_stdout(log), redirect_stderr(log):
+            return [str(l) for l in step(*args)]
+    except Exception as e:  # noqa: BLE001 - one step's failure must not stop the others
+        log.write(traceback.format_exc())
+        return [f'FAIL {step.__name__.replace("step_", "")}: {type(e).__name__}: {str(e)[:300]}']
+
+
+def header(args: argparse.Namespace) -> List[str]:
+    try:
+        git = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO_ROOT, capture_output=True,
+                             text=True).stdout.strip() or 'not a git checkout'
+    except OSError:
+        git = 'git not found'
+    return [f'fiber_mmdet GPU check {time.strftime("%Y-%m-%d %H:%M:%S")} git {git}: device {args.device}, '
+            f'steps {",".join(args.steps)}' + (' (DRY RUN)' if args.dry_run else '')]
+
+
+def dry_run(args: argparse.Namespace, summary: Summary) -> int:
+    work = args.work_dir or '<scratch>'
+    descriptions = dict(
+        env='versions, GPU, mmcv CUDA ops', tf32='TF32 off, float32 matmul/conv vs float64',
+        dcn='deformable convolution vs float64 CPU, FLOP count', parity='stored fixture fixtures/gpu_parity in float32',
+        autocast='predict under fp16 and bf16 autocast vs float32',
+        train='Runner toy training, AMP fp16/bf16, NonFiniteGuardHook, EMA')
+    for step in args.steps:
+        if step in descriptions:
+            summary.add(f'DRY-RUN python step {step}: {descriptions[step]}')
+        elif step == 'ddp':
+            summary.add('DRY-RUN ' + shlex.join(ddp_command(args, work, f'{work}/toy_shapes/', f'{work}/ddp.json')))
+        elif step == 'bench':
+            for cmd in bench_commands(args, work):
+                summary.add('DRY-RUN ' + shlex.join(cmd))
+        elif step == 'prompts':
+            summary.add('DRY-RUN ' + shlex.join(prompts_command(args)))
+    summary.write('RESULT: dry run, nothing was run')
+    return 0
+
+
+def ddp_step(args: argparse.Namespace, work: str, log) -> List[str]:
+    import gpu_check_steps as steps
+    result = osp.join(work, 'ddp.json')
+    with redirect_stdout(log), redirect_stderr(log):
+        data_root = steps.toy_data(work)
+    proc = run_command(ddp_command(args, work, data_root, result), log, args.step_timeout)
+    return [str(steps.ddp_line(result, 3, proc.returncode, proc.stdout + proc.stderr))]
+
+
+def bench_step(args: argparse.Namespace, work: str, log) -> List[str]:
+    lines, merged = [], {}
+    for cmd in bench_commands(args, work):
+        tag = osp.basename(cmd[-1])[len('bench_'):-len('.json')]
+        proc = run_command(cmd, log, args.step_timeout)
+        if proc.returncode == 0 and osp.isfile(cmd[-1]):
+            with open(cmd[-1]) as f:
+                merged[tag] = json.load(f)
+            lines.append(bench_line(merged[tag], tag))
+        else:
+            lines.append(f'FAIL bench_{tag}: exit {proc.returncode}: {(proc.stdout + proc.stderr)[-300:]}')
+        with open(osp.join(args.out, 'bench.json'), 'w') as f:  # after each run: a cut-short check keeps them
+            json.dump(merged, f, indent=1)
+    return lines
+
+
+def prompts_step(args: argparse.Namespace, work: str, log) -> List[str]:
+    proc = run_command(prompts_command(args), log, args.step_timeout)
+    figures = [l.split('] ', 1)[-1] for l in proc.stdout.splitlines() if l.startswith('[') and 'per image' in l]
+    if proc.returncode != 0:
+        return [f'FAIL prompts: exit {proc.returncode}: {(proc.stdout + proc.stderr)[-300:]}']
+    return ['PASS prompts: ' + ' | '.join(figures)]
+
+
+def run_steps(args: argparse.Namespace, summary: Summary, work: str, log) -> None:
+    """Each step in turn, its lines added to the summary as soon as it ends; an exception is its FAIL line."""
+    import gpu_check_steps as steps
+    device = args.device
+    python_steps = dict(env=(steps.step_env, device), tf32=(steps.step_tf32, device),
+                        dcn=(steps.step_dcn, device), parity=(steps.step_parity, device),
+                        autocast=(steps.step_autocast_predict, device), train=(steps.step_train, device, work))
+    command_steps = dict(ddp=ddp_step, bench=bench_step, prompts=prompts_step)
+    steps.select_device(device)
+    for name in args.steps:
+        start = time.perf_counter()
+        log.write(f'\n===== step {name} =====\n')
+        log.flush()
+        if name in python_steps:
+            lines = in_process(*python_steps[name][:1], log, *python_steps[name][1:])
+        else:
+            try:
+                lines = command_steps[name](args, work, log)
+            except Exception as e:  # noqa: BLE001 - one step's failure must not stop the others
+                log.write(traceback.format_exc())
+                lines = [f'FAIL {name}: {type(e).__name__}: {str(e)[:300]}']
+        for line in lines:
+            summary.add(line)
+        log.write(f'step {name}: {time.perf_counter() - start:.1f} s\n')
+        log.flush()
+        if name == 'env' and lines and lines[0].startswith('FAIL'):
+            summary.add('SKIP other steps: the environment check failed')
+            return
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    summary = Summary(args.out, header(args))
+    if args.dry_run:
+        return dry_run(args, summary)
+    os.environ['PYTHONPATH'] = subprocess_env()['PYTHONPATH']
+    start = time.perf_counter()
+    tmp = None if args.work_dir else tempfile.TemporaryDirectory(prefix='fiber_gpu_check_')
+    work = args.work_dir or tmp.name
+    os.makedirs(work, exist_ok=True)
+    with open(osp.join(args.out, 'check.log'), 'w') as log:
+        run_steps(args, summary, work, log)
+    statuses = summary.statuses()
+    failed = statuses.count('FAIL')
+    summary.write(f'RESULT: {"FAIL" if failed else "PASS"} ({statuses.count("PASS")} passed, {failed} failed, '
+                  f'{statuses.count("SKIP")} skipped) in {time.perf_counter() - start:.0f} s')
+    print(open(summary.path).read().splitlines()[-1])
+    if tmp is not None:
+        tmp.cleanup()
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
