@@ -176,14 +176,16 @@ class FIBERHead(ATSSVLFusionHead):
             cls_scores[text_mask], labels[text_mask],
             label_weights.unsqueeze(-1).expand_as(cls_scores)[text_mask], avg_factor=num_pos)
 
+        pos_anchors = anchors[pos]
+        pos_targets = bbox_targets[pos]
+        centerness_targets = self.centerness_target(pos_anchors, pos_targets)  # (P,), empty without positives
+        # Every rank joins this all-reduce, positives or not (an empty sum is 0): a rank that skipped it would
+        # leave the others waiting in a collective that never completes (a DDP hang).
+        ctr_sum = reduce_mean(centerness_targets.sum().detach()).item()
         if pos.any():
-            pos_anchors = anchors[pos]
-            pos_targets = bbox_targets[pos]
-            centerness_targets = self.centerness_target(pos_anchors, pos_targets)
             exclusive = pos_anchors.clone()
             exclusive[:, 2:] += 1  # the GLIP decoder takes x2-exclusive anchors
             decoded = self.bbox_coder.decode(exclusive, bbox_preds[pos])
-            ctr_sum = reduce_mean(centerness_targets.sum().detach()).item()
             if ctr_sum > 0:
                 loss_bbox = self.loss_bbox(decoded, pos_targets, weight=centerness_targets, avg_factor=ctr_sum)
             else:
@@ -195,6 +197,29 @@ class FIBERHead(ATSSVLFusionHead):
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_centerness=loss_centerness)
 
     # ------------------------------------------------------------------ inference
+    def predict_by_feat(self,
+                        cls_logits: List[Tensor],
+                        bbox_preds: List[Tensor],
+                        score_factors: List[Tensor],
+                        batch_img_metas: Optional[List[dict]] = None,
+                        batch_token_positive_maps: Optional[List[dict]] = None,
+                        cfg: Optional[ConfigDict] = None,
+                        rescale: bool = False,
+                        with_nms: bool = True) -> InstanceList:
+        """Detections per image from per-level token logits (B, H*W*A, num_tokens), box deltas (B, 4A, H, W) and
+        centerness logits (B, A, H, W).
+
+        Post-processing runs in float32 with autocast off whatever dtype the head computed in: mmdet generates
+        the anchors in the outputs' dtype, and in float16 / bfloat16 anchors and boxes near 1333 px are
+        quantised to 1 / 8 px, ``batched_nms``' per-class offset (label × max coordinate) overflows float16
+        beyond ~49 labels, and mmcv's NMS takes no half-precision boxes. Outputs are float32."""
+        with torch.autocast(device_type=bbox_preds[0].device.type, enabled=False):
+            return super().predict_by_feat(
+                [c.float() for c in cls_logits], [b.float() for b in bbox_preds],
+                [s.float() for s in score_factors], batch_img_metas=batch_img_metas,
+                batch_token_positive_maps=batch_token_positive_maps, cfg=cfg, rescale=rescale,
+                with_nms=with_nms)
+
     def _predict_by_feat_single(self,
                                 bbox_pred_list: List[Tensor],
                                 score_factor_list: List[Tensor],
