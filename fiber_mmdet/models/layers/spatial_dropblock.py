@@ -37,7 +37,10 @@ class SpatialDropBlock(nn.Module):
         gamma = self.drop_prob / self.block_size**2
         centres = (torch.rand(x.shape[0], 1, *x.shape[2:], device=x.device) < gamma).to(x.dtype)
         keep = 1. - F.max_pool2d(centres, self.block_size, stride=1, padding=self.block_size // 2)
-        return x * keep * (keep.numel() / keep.sum().clamp(min=1.))
+        # the kept count is summed in float32: in float16 it overflows (65504) from about 6 images of
+        # 800x1333 at stride 4, and numel / inf would zero the whole map
+        scale = keep.numel() / keep.sum(dtype=torch.float32).clamp(min=1.)
+        return x * keep * scale.to(x.dtype)
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(drop_prob={self.drop_prob}, block_size={self.block_size})'
