@@ -35,6 +35,7 @@ def test_dry_run_lists_steps_and_commands(tmp_path):
     assert steps == ['env', 'tf32', 'dcn', 'parity', 'autocast', 'train']
     ddp = [l for l in lines if 'torch.distributed.run' in l]
     assert len(ddp) == 1 and '--nproc_per_node 2' in ddp[0] and 'ddp-worker --device cuda' in ddp[0]
+    assert '--iters 6' in ddp[0] and ddp[0].endswith('--amp fp16')
     bench = [l for l in lines if 'benchmark.py' in l]
     assert {(l.split('--size ')[1].split(' --')[0], l.split('--amp ')[1].split()[0]) for l in bench} == {
         (size, amp) for size in ('512 512', '800 1333') for amp in ('none', 'bf16', 'fp16')}
@@ -99,5 +100,6 @@ def test_cpu_run_key_figures(cpu_run):
     assert 'FLOPs counted 2211840 = dense 2211840: True' in line['deform_conv']  # 2 x (2·16·12·20) x 16 x 9
     parity = line['parity_fp32']
     assert 'detections 18 vs 18, 0 unmatched' in parity and '; 32 vs 32, 0 unmatched' in parity
-    assert 'skipped steps 0' in line['train_fp32'] and 'EMA steps 3' in line['train_fp32']
+    assert 'skipped steps 0 (guard hook logged non-finite [], scaler back-offs [])' in line['train_fp32']
+    assert 'EMA steps 3, finite True' in line['train_fp32']
     assert '2 ranks on CPU, 3 iters' in line['ddp_2proc_gloo'] and 'max diff 0.0e+00' in line['ddp_2proc_gloo']

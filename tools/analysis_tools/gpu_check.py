@@ -14,9 +14,9 @@ Steps (``--steps``, default all, in this order; every result is one line of ``OU
   original FIBER, so this ties the GPU to it.
 * ``autocast``: ``model.predict`` under fp16 and bf16 autocast vs float32, with real candidates (low score
   threshold): boxes present and finite, the float32 detections found again.
-* ``train``: the toy model (deformable head) trained 3 iterations by MMEngine's Runner with AMP (fp16, bf16:
+* ``train``: the toy model (deformable head) trained 6 iterations (CPU: 3) by MMEngine's Runner with AMP (fp16, bf16:
   NonFiniteSkipAmpOptimWrapper, dynamic loss scale), NonFiniteGuardHook and an EMA hook.
-* ``ddp``: 2 processes (torchrun) training the toy model 3 iterations with MMDistributedDataParallel: NCCL
+* ``ddp``: 2 processes (torchrun) training the toy model 6 iterations with MMDistributedDataParallel: NCCL
   with 2+ GPUs; with one GPU both ranks share it over gloo (NCCL refuses two ranks on one GPU), which checks
   the DDP code paths, not NCCL; the weights must be equal across ranks afterwards.
 * ``bench``: FIBER-B timings, memory and FLOP rate, ``benchmark.py`` at each ``--sizes`` x ``--amps``.
@@ -133,7 +133,7 @@ def prompts_command(args: argparse.Namespace) -> List[str]:
             '--classes', '1203', '--chunk', '40', '--size', '800', '1333', '--images', '2', '--plain-images', '1']
 
 
-def ddp_command(args: argparse.Namespace, work: str, data_root: str, result: str, iters: int = 3) -> List[str]:
+def ddp_command(args: argparse.Namespace, work: str, data_root: str, result: str, iters: int) -> List[str]:
     amp = ['--amp', 'fp16'] if args.device.startswith('cuda') else []
     return [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
             '--master_port', str(free_port()), osp.join(HERE, 'gpu_check_steps.py'), 'ddp-worker',
@@ -188,7 +188,9 @@ def dry_run(args: argparse.Namespace, summary: Summary) -> int:
         if step in descriptions:
             summary.add(f'DRY-RUN python step {step}: {descriptions[step]}')
         elif step == 'ddp':
-            summary.add('DRY-RUN ' + shlex.join(ddp_command(args, work, f'{work}/toy_shapes/', f'{work}/ddp.json')))
+            iters = 6 if args.device.startswith('cuda') else 3  # gpu_check_steps.train_iters, without torch
+            summary.add('DRY-RUN ' + shlex.join(ddp_command(args, work, f'{work}/toy_shapes/', f'{work}/ddp.json',
+                                                            iters)))
         elif step == 'bench':
             for cmd in bench_commands(args, work):
                 summary.add('DRY-RUN ' + shlex.join(cmd))
@@ -203,8 +205,9 @@ def ddp_step(args: argparse.Namespace, work: str, log) -> List[str]:
     result = osp.join(work, 'ddp.json')
     with redirect_stdout(log), redirect_stderr(log):
         data_root = steps.toy_data(work)
-    proc = run_command(ddp_command(args, work, data_root, result), log, args.step_timeout)
-    return [str(steps.ddp_line(result, 3, proc.returncode, proc.stdout + proc.stderr))]
+    iters = steps.train_iters(args.device)
+    proc = run_command(ddp_command(args, work, data_root, result, iters), log, args.step_timeout)
+    return [str(steps.ddp_line(result, iters, proc.returncode, proc.stdout + proc.stderr))]
 
 
 def bench_step(args: argparse.Namespace, work: str, log) -> List[str]:

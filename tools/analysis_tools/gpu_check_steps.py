@@ -272,17 +272,28 @@ def train_outcome(runner, before: Dict[str, torch.Tensor]) -> Dict[str, object]:
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model
     changed = max((p.detach().float().cpu() - before[n]).abs().max().item() for n, p in model.named_parameters())
     ema_params = [p for p in ema.ema_model.parameters()]
+    scales = [g.last_loss_scale for g in step_guards(runner.optim_wrapper) if getattr(g, 'last_loss_scale', None)]
     return dict(losses=[float(x) for x in losses], guard_skipped=list(guard.skipped),
+                # AMP loss-scaler back-offs, which the guard logs apart from non-finite steps
+                guard_backoffs=list(getattr(guard, 'scaler_backoffs', [])),
+                loss_scale=scales[0][1] if scales else None,
                 wrapper_skipped=sum(g.skipped_steps for g in step_guards(runner.optim_wrapper)),
                 ema_steps=int(ema.ema_model.steps), ema_finite=all(bool(torch.isfinite(p).all()) for p in ema_params),
                 weights_changed=changed, iters=runner.iter)
 
 
-def step_train(device: str, work_root: str, amps=('fp16', 'bf16'), iters: int = 3) -> List[Line]:
+def train_iters(device: str) -> int:
+    """Iterations of the training steps: on CUDA enough for an fp16 loss scaler that starts at 2**16 to back
+    off a few times and still step; on a CPU (float32) 3, which is what a CPU can spare."""
+    return 6 if torch.device(device).type == 'cuda' else 3
+
+
+def step_train(device: str, work_root: str, amps=('fp16', 'bf16')) -> List[Line]:
     """Runner-level training of the toy model (deformable head) for a few iterations: with AMP (fp16, bf16) on
     CUDA, in float32 on a CPU (MMEngine's AMP wrapper needs CUDA; those lines are SKIPs there)."""
     from mmengine.runner import Runner
     is_cuda = torch.device(device).type == 'cuda'
+    iters = train_iters(device)
     data_root = toy_data(work_root)
     lines = []
     runs = list(amps) if is_cuda else [None]
@@ -302,11 +313,13 @@ def step_train(device: str, work_root: str, amps=('fp16', 'bf16'), iters: int = 
         stepped = r['iters'] - r['wrapper_skipped']
         ok = (r['iters'] == iters and all(math.isfinite(x) for x in r['losses']) and stepped >= 1
               and r['ema_steps'] == stepped and r['ema_finite'] and r['weights_changed'] > 0
-              and len(r['guard_skipped']) == r['wrapper_skipped'])
+              and len(r['guard_skipped']) + len(r['guard_backoffs']) == r['wrapper_skipped'])
+        scale = f'; loss scale {r["loss_scale"]:g}' if r['loss_scale'] is not None else ''
         lines.append(Line('PASS' if ok else 'FAIL', name,
                           f'{r["iters"]} iters, loss {" ".join(f"{x:.3f}" for x in r["losses"])}; skipped steps '
-                          f'{r["wrapper_skipped"]} (guard hook logged {r["guard_skipped"]}); EMA steps '
-                          f'{r["ema_steps"]}, finite {r["ema_finite"]}; max weight change {r["weights_changed"]:.1e}'))
+                          f'{r["wrapper_skipped"]} (guard hook logged non-finite {r["guard_skipped"]}, scaler '
+                          f'back-offs {r["guard_backoffs"]}){scale}; EMA steps {r["ema_steps"]}, finite '
+                          f'{r["ema_finite"]}; max weight change {r["weights_changed"]:.1e}'))
     return lines
 
 
@@ -327,7 +340,7 @@ def ddp_worker(argv: Optional[List[str]] = None) -> int:
     p.add_argument('--data-root', required=True)
     p.add_argument('--work-dir', required=True)
     p.add_argument('--result', required=True)
-    p.add_argument('--iters', type=int, default=3)
+    p.add_argument('--iters', type=int, required=True)
     p.add_argument('--amp', default=None, choices=['fp16', 'bf16'])
     args = p.parse_args(argv)
     import torch.distributed as dist
