@@ -2,6 +2,7 @@
 from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import torch
 from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -35,6 +36,21 @@ class Prompt(NamedTuple):
     entities: List[str]
 
 
+class TextCacheKey(NamedTuple):
+    """Key of the text-free text cache: the caption and what else its states depend on (the weights aside).
+
+    Attributes:
+        caption (str): the prompt.
+        device (str): where the states were computed (``'cpu'``, ``'cuda:0'``).
+        weights_dtype (torch.dtype): the language model's parameter dtype.
+        autocast_dtype (torch.dtype, optional): the autocast dtype on that device, None outside autocast.
+    """
+    caption: str
+    device: str
+    weights_dtype: torch.dtype
+    autocast_dtype: Optional[torch.dtype]
+
+
 @MODELS.register_module()
 class FIBER(SingleStageDetector):
     """FIBER (fine-grained stage): a fusion Swin backbone and a fused RoBERTa that exchange information inside
@@ -57,8 +73,8 @@ class FIBER(SingleStageDetector):
     ``reuse_text_free_features``, default True): the text-free image part (patch embedding and the blocks
     before the first fused one) runs once per image whatever the number of prompts, and the text-free text part
     (embeddings and the layers before the first fused one) once per prompt, kept for later images in a
-    least-recently-used cache of ``text_cache_size`` prompts (default 64; cleared whenever the model switches
-    between train and eval mode or loads weights). The rest (fused blocks and text layers, neck, head) then runs
+    least-recently-used cache of ``text_cache_size`` entries (default 64), one per prompt, device, parameter
+    dtype and autocast dtype (cleared whenever the model switches between train and eval mode or loads weights). The rest (fused blocks and text layers, neck, head) then runs
     for the (image, prompt) pairs of the batch, image after image, ``prompt_batch_size`` pairs per forward
     (default None: 8 on CUDA, so LVIS' 31 prompts of an image are 4 forwards instead of 31; 1 on the CPU, where 8
     per forward measured 1.15x slower than 1). Each pair is post-processed with its
@@ -104,7 +120,7 @@ class FIBER(SingleStageDetector):
             raise ValueError(f'model.checkpoint_fit: unknown key(s) {sorted(unknown)}; expected allow_partial, '
                              'allowed_missing, allowed_unexpected')
         self._prompt_cache: Dict[str, List[Prompt]] = {}
-        self._text_cache: 'OrderedDict[str, Tuple[dict, Tensor]]' = OrderedDict()
+        self._text_cache: 'OrderedDict[TextCacheKey, Tuple[dict, Tensor]]' = OrderedDict()
         self.tuning_mode = tuning_mode
         mode = get_tuning_mode(tuning_mode)
         if mode.prompt_bias:
@@ -300,16 +316,27 @@ class FIBER(SingleStageDetector):
                           "phrases (e.g. ['a man', 'a horse']) or their [beg, end) spans, tokens_positive=-1 for a "
                           "referring expression, or custom_entities=True for class names separated by '.'")
 
+    def _text_cache_key(self, caption: str, device) -> TextCacheKey:
+        """What the text-free states of ``caption`` depend on besides the weights: the device and dtype the
+        language model computes on and the autocast state there (a model moved with ``.to()`` / ``.half()``, or
+        run under ``torch.autocast``, must not get states computed on another device or in another dtype)."""
+        device = torch.device(device)
+        weights_dtype = next(self.language_model.parameters()).dtype
+        autocast_dtype = (torch.get_autocast_dtype(device.type)
+                          if torch.is_autocast_enabled(device.type) else None)
+        return TextCacheKey(caption, str(device), weights_dtype, autocast_dtype)
+
     def _text_free_text(self, caption: str, device) -> Tuple[dict, Tensor]:
         """Tokenised caption (1, T) and its text-free states (1, T, D), from the prompt cache when allowed."""
         cacheable = not self.training  # training changes the weights
-        if cacheable and caption in self._text_cache:
-            self._text_cache.move_to_end(caption)
-            return self._text_cache[caption]
+        key = self._text_cache_key(caption, device)
+        if cacheable and key in self._text_cache:
+            self._text_cache.move_to_end(key)
+            return self._text_cache[key]
         tok = self.language_model.tokenize([caption], device=device)
         entry = (tok, self.language_model.forward_text_only(tok['input_ids'], tok['attention_mask']))
         if cacheable:
-            self._text_cache[caption] = entry
+            self._text_cache[key] = entry
             while len(self._text_cache) > self.test_cfg.get('text_cache_size', 64):
                 self._text_cache.popitem(last=False)
         return entry

@@ -131,9 +131,9 @@ def test_cached_text_free_parts_equal_the_plain_path(model):
     try:
         cached = _predict_all(model, batches, names, reuse=True)
         assert len(model._text_cache) == 3
-        kept = {caption: entry[1] for caption, entry in model._text_cache.items()}
+        kept = {key: entry[1] for key, entry in model._text_cache.items()}
         again = _predict_all(model, batches[1:2], names, reuse=True)[0]
-        assert all(model._text_cache[c][1] is t for c, t in kept.items())  # reused, not recomputed
+        assert all(model._text_cache[k][1] is t for k, t in kept.items())  # reused, not recomputed
         plain = _predict_all(model, batches, names, reuse=False)
     finally:
         model.test_cfg['chunked_size'] = -1
@@ -154,7 +154,7 @@ def test_text_cache_is_bounded_and_cleared_when_weights_can_change(model):
             for caption in ('a dog.', 'a car.', 'a person.'):
                 s = _sample(128, 160, caption, tokens_positive=[[(2, len(caption) - 1)]])
                 model.predict(_images(1), [s])
-        assert list(model._text_cache) == ['a car.', 'a person.']  # least recently used dropped
+        assert [k.caption for k in model._text_cache] == ['a car.', 'a person.']  # least recently used dropped
         model.load_state_dict(model.state_dict())
         assert len(model._text_cache) == 0
         with torch.no_grad():
@@ -165,6 +165,38 @@ def test_text_cache_is_bounded_and_cleared_when_weights_can_change(model):
     finally:
         model.test_cfg['text_cache_size'] = 64
         model.eval()
+
+
+def test_text_cache_is_keyed_by_device_dtype_and_autocast(model):
+    """Text-free states cached in float32 are not served to the same model under bfloat16 autocast or moved
+    to float64: each gets states of its own dtype, equal to computing them with an empty cache."""
+    model.eval()
+    caption = 'a dog. a car.'
+
+    def cold():
+        tok = model.language_model.tokenize([caption])
+        return model.language_model.forward_text_only(tok['input_ids'], tok['attention_mask'])
+
+    try:
+        with torch.no_grad():
+            model._text_cache.clear()
+            fp32 = model._text_free_text(caption, 'cpu')[1]
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                amp = model._text_free_text(caption, 'cpu')[1]
+                amp_cold = cold()
+            assert model._text_free_text(caption, 'cpu')[1] is fp32  # the float32 entry is still served
+            model.to(torch.float64)
+            fp64 = model._text_free_text(caption, 'cpu')[1]
+            fp64_cold = cold()
+        assert fp32.dtype == torch.float32
+        assert amp.dtype == amp_cold.dtype and torch.equal(amp, amp_cold)
+        assert not torch.equal(amp.float(), fp32)  # bfloat16 matmuls: other states than in float32
+        assert fp64.dtype == torch.float64 and torch.equal(fp64, fp64_cold)
+        assert [(k.weights_dtype, k.autocast_dtype) for k in model._text_cache] == [
+            (torch.float32, torch.bfloat16), (torch.float32, None), (torch.float64, None)]
+    finally:
+        model.to(torch.float32)
+        model._text_cache.clear()
 
 
 def test_chunked_equals_unchunked_when_all_classes_fit_one_prompt(model):
