@@ -13,7 +13,8 @@ from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor
 
 from mmdet.registry import MODELS
-from ..layers import CachedShiftWindowMSA, GeluLinearFFN, ImageTextCrossAttention, SDPAWindowMSA
+from ..layers import (AttentionMaskCache, CachedShiftWindowMSA, GeluLinearFFN, ImageTextCrossAttention,
+                      SDPAWindowMSA)
 
 #: ``text_layer_fn(step, text_hidden, image_tokens) -> new text_hidden`` runs the text layer paired with the
 #: ``step``-th fused image block (see :meth:`FusionSwinTransformer.forward_fused`).
@@ -36,6 +37,7 @@ class FusionSwinBlock(BaseModule):
         i2t_query_norm (bool): LayerNorm before the image→text query (FIBER v3).
         drop_path (float): Stochastic depth rate of this block.
         use_sdpa (bool): Fused attention kernels.
+        mask_cache (AttentionMaskCache, optional): Shifted-window masks shared with the other blocks.
     """
 
     def __init__(self,
@@ -52,6 +54,7 @@ class FusionSwinBlock(BaseModule):
                  drop_path: float = 0.,
                  use_sdpa: bool = True,
                  norm_cfg: dict = dict(type='LN'),
+                 mask_cache: Optional[AttentionMaskCache] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
@@ -64,6 +67,7 @@ class FusionSwinBlock(BaseModule):
             dropout_layer=dict(type='DropPath', drop_prob=0.),
             pad_small_map=True,
             window_msa=SDPAWindowMSA,
+            mask_cache=mask_cache,
             qkv_bias=qkv_bias,
             attn_drop=attn_drop_rate,
             proj_drop=drop_rate,
@@ -177,6 +181,8 @@ class FusionSwinTransformer(BaseModule):
             freezes patch embedding + stage 0: ``frozen_stages=1``).
         with_cp (bool): Activation checkpointing per block (``use_reentrant=False``).
         use_sdpa (bool): Fused attention kernels. Defaults to True.
+        attn_mask_cache_size (int): Shifted-window masks kept, least recently used dropped (one per padded size
+            and shifted stage; 4 per input size). Defaults to 32.
 
     Example:
         >>> import torch
@@ -214,6 +220,7 @@ class FusionSwinTransformer(BaseModule):
                  with_cp: bool = False,
                  use_sdpa: bool = True,
                  norm_cfg: dict = dict(type='LN'),
+                 attn_mask_cache_size: int = 32,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         if isinstance(arch, str):
@@ -244,6 +251,8 @@ class FusionSwinTransformer(BaseModule):
         self.drop_after_pos = nn.Dropout(p=drop_rate)
 
         fused = set(self.fusion_blocks)
+        # the masks depend on the padded size, not on the block: one bounded store for all blocks
+        self.attn_mask_cache = AttentionMaskCache(attn_mask_cache_size)
         dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
         self.stages = ModuleList()
         for i, (depth, heads, dims) in enumerate(zip(self.depths, self.num_heads, self.stage_dims)):
@@ -253,7 +262,8 @@ class FusionSwinTransformer(BaseModule):
                     window_size=window_size, shift=j % 2 == 1,
                     text_dims=text_dims if (i, j) in fused else None, i2t_query_norm=i2t_query_norm,
                     qkv_bias=qkv_bias, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
-                    drop_path=dpr[sum(self.depths[:i]) + j], use_sdpa=use_sdpa, norm_cfg=norm_cfg)
+                    drop_path=dpr[sum(self.depths[:i]) + j], use_sdpa=use_sdpa, norm_cfg=norm_cfg,
+                    mask_cache=self.attn_mask_cache)
                 for j in range(depth)
             ]
             downsample = None

@@ -155,6 +155,33 @@ def test_shift_mask_is_cached():
     assert set(mask1.unique().tolist()) == {0.0, -100.0}
 
 
+def test_shift_mask_cache_is_bounded_shared_and_changes_no_output():
+    """Many input sizes (multi-scale training, a demo): the backbone's one mask store stays at its bound, least
+    recently used dropped, and a size whose masks were dropped gives the same features as when they were
+    first built."""
+    from mmpretrain.models.utils.attention import ShiftWindowMSA
+    m = _randomise(FusionSwinTransformer(**SMALL, attn_mask_cache_size=5)).eval()
+    assert all(b.attn.mask_cache is m.attn_mask_cache for s in m.stages for b in s.blocks)
+    x, text, mask = _inputs(B=1, H=64, W=64)
+    with torch.no_grad():
+        first = m(x, text, mask)
+        assert len(m.attn_mask_cache) == 3  # one per padded size of the shifted blocks: 21², 14², 7² (twice)
+        first_keys = list(m.attn_mask_cache._masks)
+        attn = m.stages[0].blocks[1].attn
+        for k in range(4, 20):  # 16 more padded sizes, as a multi-scale run or a demo meets them
+            attn.get_attn_mask((7 * k, 7 * (k + 1)), 7, 3, 'cpu')
+            assert len(m.attn_mask_cache) <= 5
+        m(torch.randn(1, 3, 100, 160), text, mask)
+        assert len(m.attn_mask_cache) == 5
+        assert first_keys[0] == ((21, 21), 7, 3, 'cpu') and first_keys[0] not in m.attn_mask_cache._masks
+        again = m(x, text, mask)
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+    assert torch.equal(attn.get_attn_mask((21, 28), 7, 3, 'cpu'), ShiftWindowMSA.get_attn_mask((21, 28), 7, 3, 'cpu'))
+    with pytest.raises(ValueError, match='max_entries >= 1'):
+        FusionSwinTransformer(**SMALL, attn_mask_cache_size=0)
+
+
 def test_official_swin_checkpoint_through_init_cfg(tmp_path):
     """An official-layout Swin checkpoint (concat PatchMerging, `layers.`, `mlp.fc1`, final `norm`, `head`)
     loads through init_cfg and reproduces the weights it came from."""
