@@ -7,6 +7,7 @@ import pytest
 from mmdet.datasets import Flickr30kDataset
 
 from fiber_mmdet.evaluation import Flickr30kRecallMetric, parse_flickr30k_sentences
+from fiber_mmdet.evaluation.metrics.flickr30k_metric import NOT_GROUNDING
 
 TOL = 1e-6
 
@@ -98,5 +99,5 @@ def test_samples_of_other_datasets_keep_their_place(make_sample):
     grounding = make_sample(0, [[0, 0, 10, 10]], [0.9], [0], gt_bboxes=[[0, 0, 10, 10]], phrase_ids=[0],
                             phrases=['a dog'])
     metric.process({}, [detection, grounding])
-    assert metric.results[0] is None and len(metric.results) == 2
+    assert metric.results[0] == NOT_GROUNDING and len(metric.results) == 2
     assert metric.evaluate(2) == {'f/Recall@1_all': 1.0, 'f/Upper_bound_all': 1.0}

@@ -15,6 +15,8 @@ from mmdet.structures.bbox import bbox_overlaps
 
 # A phrase with no detection still gets this box (it never matches), as in the reference's post-processing.
 _DUMMY_BOX = np.zeros((1, 4), dtype=np.float32)
+# the results entry of another dataset's sample (a string: it survives pickling between ranks)
+NOT_GROUNDING = 'not a phrase-grounding sample'
 
 
 def parse_flickr30k_sentences(path: str) -> List[Dict[int, List[str]]]:
@@ -146,8 +148,9 @@ class Flickr30kRecallMetric(Flickr30kMetric):
         for data_sample in data_samples:
             if 'phrase_ids' not in data_sample:
                 # a sample of another dataset in a multi-dataset evaluation: keep one entry per sample so the
-                # evaluator's per-dataset slicing stays aligned; compute_metrics skips it
-                self.results.append(None)
+                # evaluator's per-dataset slicing stays aligned; compute_metrics skips it. Not None: MMEngine's
+                # collect_results drops None entries when it merges the ranks' results, which shifts the slices
+                self.results.append(NOT_GROUNDING)
                 continue
             pred = data_sample['pred_instances']
             gt_bboxes = data_sample['gt_instances']['bboxes']
@@ -225,7 +228,7 @@ class Flickr30kRecallMetric(Flickr30kMetric):
         positives: Dict[str, Dict[int, int]] = defaultdict(lambda: defaultdict(int))
         totals: Dict[str, int] = defaultdict(int)
         for result in results:
-            if result is None:  # not a phrase-grounding sample (see process)
+            if isinstance(result, str):  # NOT_GROUNDING: not a phrase-grounding sample (see process)
                 continue
             phrase_types = self._phrase_types(result['img_id']) if with_types else {}
             for phrase, hit_at in self._phrase_hits(result):
