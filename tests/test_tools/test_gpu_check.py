@@ -103,3 +103,27 @@ def test_cpu_run_key_figures(cpu_run):
     assert 'skipped steps 0 (guard hook logged non-finite [], scaler back-offs [])' in line['train_fp32']
     assert 'EMA steps 3, finite True' in line['train_fp32']
     assert '2 ranks on CPU, 3 iters' in line['ddp_2proc_gloo'] and 'max diff 0.0e+00' in line['ddp_2proc_gloo']
+
+
+def test_summary_lines_of_the_timings():
+    """The timing steps' lines hold their key figures (outputs as benchmark_prompts.py and benchmark.py write
+    them; the runs themselves are tested in test_benchmark.py and need a GPU at the check's sizes)."""
+    driver = load_tool('analysis_tools/gpu_check.py')
+    stdout = '\n'.join([
+        'config: configs/_base_/models/fiber_b.py  params: 252,000,000  image: 800x1333  device: cuda',
+        '[many: 1203 names, 31 prompt(s)] plain  :     4.10 s per image (4.10; process CPU 4.0 s)  '
+        'peak memory 9000 MiB',
+        '[many: 1203 names, 31 prompt(s)] cached :     1.20 s per image (1.2, 1.2; process CPU 1.1 s)  '
+        'peak memory 9100 MiB',
+        '[many] plain / cached = 3.42x; detections agree: True (sorted scores differ by at most 0.0e+00)',
+        '[single: 40 names, 1 prompt(s)] plain  :     0.15 s per image (0.15; process CPU 0.1 s)  '
+        'peak memory 8000 MiB',
+    ])
+    assert driver.prompts_line(stdout) == ('PASS prompts: many(31 prompts)/plain 4.10 s, many(31 prompts)/cached '
+                                           '1.20 s, single(1 prompts)/plain 0.15 s per image; peak 9100 MiB; paths '
+                                           'agree 1/1')
+    bench = dict(phases=dict(eval=dict(seconds=0.0421, peak_mib=2048.4, gflop=307.5, gflop_per_s=7304.0,
+                                       of_gemm=0.012),
+                             train=dict(seconds=0.25, peak_mib=9000.0)))
+    assert driver.bench_line(bench, '512x512_bf16') == (
+        'PASS bench_512x512_bf16: eval 42.1 ms, 2048 MiB, 7304 GFLOP/s = 0.01 of GEMM; train 250.0 ms, 9000 MiB')

@@ -226,12 +226,28 @@ def bench_step(args: argparse.Namespace, work: str, log) -> List[str]:
     return lines
 
 
+def prompts_line(stdout: str) -> str:
+    """The key figures of ``benchmark_prompts.py``'s output: seconds per image of each setting and path, the
+    largest peak memory, and whether the paths' detections agreed."""
+    import re
+    pattern = re.compile(r'^\[(\w+): (\d+) names, (\d+) prompt.*?\] (\w+)\s*:\s*([\d.]+) s per image.*'
+                         r'peak memory (\d+) MiB')
+    times, peaks = [], []
+    for line in stdout.splitlines():
+        m = pattern.match(line)
+        if m:
+            times.append(f'{m[1]}({m[3]} prompts)/{m[4]} {m[5]} s')
+            peaks.append(int(m[6]))
+    agree = [l.split('detections agree: ')[1].split()[0] for l in stdout.splitlines() if 'detections agree' in l]
+    return (f'PASS prompts: {", ".join(times)} per image; peak {max(peaks, default=0)} MiB; paths agree '
+            f'{agree.count("True")}/{len(agree)}')
+
+
 def prompts_step(args: argparse.Namespace, work: str, log) -> List[str]:
     proc = run_command(prompts_command(args), log, args.step_timeout)
-    figures = [l.split('] ', 1)[-1] for l in proc.stdout.splitlines() if l.startswith('[') and 'per image' in l]
     if proc.returncode != 0:
         return [f'FAIL prompts: exit {proc.returncode}: {(proc.stdout + proc.stderr)[-300:]}']
-    return ['PASS prompts: ' + ' | '.join(figures)]
+    return [prompts_line(proc.stdout)]
 
 
 def run_steps(args: argparse.Namespace, summary: Summary, work: str, log) -> None:
