@@ -1,4 +1,9 @@
-"""One short check of fiber_mmdet on a GPU, self-contained in the repository (under 8 minutes on one H100).
+"""One short check of fiber_mmdet on a GPU, self-contained in the repository.
+
+Time on one H100, estimated (not yet run on one): the Python and DDP steps take 41 s of CPU time on a 2-core
+CPU, nearly all imports and Runner set-up, with tiny models: ~1-1.5 min; six ``benchmark.py`` runs at ~25-35 s
+each (start-up and building FIBER-B ~15 s, then 6 calls per phase, one FLOP count, a GEMM) and ~1 min of
+prompt timing: ~4 min. About 5.5 minutes in all, under 8; ``--repeat 3`` or fewer ``--steps`` shorten it.
 
 Usage (from anywhere; ``gpu_check.sh`` is the same with PYTHONPATH set):
     python tools/analysis_tools/gpu_check.py [--device cuda] [--out DIR] [--steps a,b,...] [--dry-run]
@@ -14,8 +19,8 @@ Steps (``--steps``, default all, in this order; every result is one line of ``OU
   original FIBER, so this ties the GPU to it.
 * ``autocast``: ``model.predict`` under fp16 and bf16 autocast vs float32, with real candidates (low score
   threshold): boxes present and finite, the float32 detections found again.
-* ``train``: the toy model (deformable head) trained 6 iterations (CPU: 3) by MMEngine's Runner with AMP (fp16, bf16:
-  NonFiniteSkipAmpOptimWrapper, dynamic loss scale), NonFiniteGuardHook and an EMA hook.
+* ``train``: the toy model (deformable head) trained 6 iterations (CPU: 3) by MMEngine's Runner with AMP
+  (fp16, bf16: NonFiniteSkipAmpOptimWrapper, dynamic loss scale), NonFiniteGuardHook and an EMA hook.
 * ``ddp``: 2 processes (torchrun) training the toy model 6 iterations with MMDistributedDataParallel: NCCL
   with 2+ GPUs; with one GPU both ranks share it over gloo (NCCL refuses two ranks on one GPU), which checks
   the DDP code paths, not NCCL; the weights must be equal across ranks afterwards.
