@@ -115,7 +115,8 @@ class NonFiniteGuardHook(Hook):
                     f'iteration {iteration}: the AMP loss scale fell to {new:.10g}, below '
                     f'NonFiniteGuardHook.min_loss_scale={self.min_loss_scale:.10g}, after '
                     f'{len(self.scaler_backoffs)} back-offs (iterations {_compact(self.scaler_backoffs)}): the '
-                    f'gradients overflow even barely scaled. Training stopped; the last checkpoint written is {self._last_checkpoint(runner)}. '
+                    f'gradients overflow even barely scaled. Training stopped; the last checkpoint written is '
+                    f'{self._last_checkpoint(runner)}. '
                     'Lower the learning rate, enable gradient clipping, or train with '
                     "optim_wrapper.dtype='bfloat16' (float32's range) where the GPU supports it.")
 

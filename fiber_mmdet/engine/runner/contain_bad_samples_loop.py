@@ -9,7 +9,8 @@ span, a sentence over the token budget).
 * ``on_bad_sample='skip'``: the sample gets an empty prediction, so every dataset of a concatenated test set
   keeps its order and size, and the rest of the split is evaluated; each skip is logged, and the metrics gain
   ``bad_samples/skipped`` (all ranks) and the list of skipped samples in the log. A skipped sample counts as one
-  with no detection, so a tolerant metric is a lower bound of the full-set value.
+  with no detection, so a tolerant metric is a lower bound of the full-set value. Under several ranks a bad
+  sample that the distributed sampler repeats to pad the last round is counted once.
 """
 from typing import Callable, Dict, List, Optional
 
@@ -27,6 +28,7 @@ from mmengine.structures import InstanceData
 
 from mmdet.registry import LOOPS
 from ...datasets.transforms.loading import ImageLoadError, image_load_error
+from ..dist import RankSample, rank_sample_indices
 from ...utils.prompts import PromptError
 
 ON_BAD_SAMPLE = ('raise', 'skip')
@@ -128,6 +130,12 @@ class ContainBadSamplesMixin:
         super().__init__(runner, dataloader, evaluator, fp16)
         self._setup_containment(on_bad_sample)
 
+    def run(self) -> dict:
+        """MMEngine's ``run``, knowing which of this rank's samples are the sampler's padded repeats."""
+        self._samples: Optional[List[RankSample]] = rank_sample_indices(self.dataloader)
+        self._position = 0
+        return super().run()
+
     @torch.no_grad()
     def run_iter(self, idx: int, data_batch: Dict) -> None:
         """MMEngine's ``run_iter`` around :meth:`_contained_step`."""
@@ -151,16 +159,26 @@ class ContainBadSamplesMixin:
                 dataset.pipeline = ContainedPipeline(pipeline, skip=on_bad_sample == 'skip')
         self.evaluator = BadSampleReportingEvaluator(self.evaluator, self.skipped)
 
-    def _skip(self, sample, reason: str) -> None:
+    def _skip(self, sample, reason: str, repeat: bool) -> None:
         entry = f'{describe_sample(sample)}: {reason}'
-        MMLogger.get_current_instance().warning(f'bad sample skipped (on_bad_sample="skip"): {entry}')
-        self.skipped.append(entry)
+        if repeat:  # the other copy, on the rank the sampler gave it first, is the one counted
+            MMLogger.get_current_instance().info(f'bad sample skipped again (a padded repeat of the distributed '
+                                                 f'sampler, counted once): {entry}')
+        else:
+            MMLogger.get_current_instance().warning(f'bad sample skipped (on_bad_sample="skip"): {entry}')
+            self.skipped.append(entry)
         _empty_prediction(sample)
+
+    def _is_repeat(self, position: int) -> bool:
+        samples = getattr(self, '_samples', None)
+        return samples is not None and position < len(samples) and samples[position].padding
 
     def _contained_step(self, step: Callable[[dict], list], data_batch: Dict) -> list:
         """``step(data_batch)`` (the model's ``test_step`` / ``val_step``) with bad samples contained: flagged
         ones are not predicted on; a :class:`PromptError` is retried sample by sample to find its sample."""
         samples = data_batch['data_samples']
+        first = getattr(self, '_position', 0)  # this rank's position of samples[0] in its sampler's order
+        self._position = first + len(samples)
         if not any('bad_sample' in s for s in samples):
             try:
                 return step(data_batch)
@@ -170,7 +188,7 @@ class ContainBadSamplesMixin:
         outputs = []
         for i, sample in enumerate(samples):
             if 'bad_sample' in sample:
-                self._skip(sample, sample.bad_sample)
+                self._skip(sample, sample.bad_sample, self._is_repeat(first + i))
                 outputs.append(sample)
                 continue
             single = dict(data_batch, inputs=[data_batch['inputs'][i]], data_samples=[sample])
@@ -179,7 +197,7 @@ class ContainBadSamplesMixin:
             except PromptError as error:
                 if self.on_bad_sample == 'raise':
                     raise self._strict_error(sample, error) from error
-                self._skip(sample, f'PromptError: {error}')
+                self._skip(sample, f'PromptError: {error}', self._is_repeat(first + i))
                 outputs.append(sample)
         return outputs
 
