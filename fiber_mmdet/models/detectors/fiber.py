@@ -74,8 +74,9 @@ class FIBER(SingleStageDetector):
     before the first fused one) runs once per image whatever the number of prompts, and the text-free text part
     (embeddings and the layers before the first fused one) once per prompt, kept for later images in a
     least-recently-used cache of ``text_cache_size`` entries (default 64), one per prompt, device, parameter
-    dtype and autocast dtype (cleared whenever the model switches between train and eval mode or loads weights). The rest (fused blocks and text layers, neck, head) then runs
-    for the (image, prompt) pairs of the batch, image after image, ``prompt_batch_size`` pairs per forward
+    dtype and autocast dtype (cleared whenever the model switches between train and eval mode or loads
+    weights). The rest (fused blocks and text layers, neck, head) then runs for the (image, prompt) pairs of the
+    batch, image after image, ``prompt_batch_size`` pairs per forward
     (default None: 8 on CUDA, so LVIS' 31 prompts of an image are 4 forwards instead of 31; 1 on the CPU, where 8
     per forward measured 1.15x slower than 1). Each pair is post-processed with its
     prompt's label→token map. The activations of one forward grow linearly with the pairs in it; 1 runs each
