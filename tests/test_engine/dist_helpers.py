@@ -50,17 +50,18 @@ def run_on_ranks(target: Callable, world_size: int, args: Sequence = (), timeout
     for proc in procs:
         proc.start()
     deadline = time.monotonic() + timeout
-    collected = {}
+    collected, failed = {}, {}
     try:
-        while len(collected) < world_size:
+        while len(collected) + len(failed) < world_size:
             try:
                 rank, ok, value = results.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f'ranks {sorted(set(range(world_size)) - set(collected))} did not finish '
-                                     f'within {timeout} s') from None
-            if not ok:
-                raise AssertionError(f'rank {rank} failed:\n{value}')
-            collected[rank] = value
+                missing = sorted(set(range(world_size)) - set(collected) - set(failed))
+                failed.update({r: f'did not finish within {timeout} s' for r in missing})
+                break
+            (collected if ok else failed)[rank] = value
+        if failed:  # every rank's error: the first to fail is often not the first to report
+            raise AssertionError('\n'.join(f'rank {r} failed:\n{failed[r]}' for r in sorted(failed)))
     finally:
         for proc in procs:
             proc.join(timeout=max(0.1, deadline - time.monotonic()))

@@ -53,7 +53,9 @@ def _test_rank(rank, world_size, root):
         test_evaluator=dict(type='DumpDetResults', out_file_path=str(root / 'predictions.pkl')),
         test_cfg=dict(type='TestLoop'),
         default_hooks=dict(visualization=dict(type='PerSampleVisualizationHook', draw=True, test_out_dir='show')),
-        visualizer=dict(type='DetLocalVisualizer', name='visualizer'))
+        # a new name: MMEngine reuses a visualizer of the same name (one of this process's earlier tests), and the
+        # hook draws with the latest one created
+        visualizer=dict(type='DetLocalVisualizer', name=f'per_sample_{os.getpid()}'))
     runner.test()
     return runner.timestamp
 
