@@ -35,7 +35,8 @@ def _rank(rank, world_size, samples, ann_file, out_dir):
     return order, _evaluate(samples, ann_file, out_dir, 'ddp', order, dumps=rank == 0)
 
 
-def test_padded_duplicate_is_evaluated_once_under_two_ranks(eval_fixtures, make_sample, tmp_path):
+def test_padded_duplicate_is_evaluated_once_under_two_ranks(eval_fixtures, make_sample, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MMEngine's collect_results_cpu writes the ranks' parts under ./.dist_test
     fixture_dir = eval_fixtures / 'lvis_fixed_ap'
     ann_file = str(fixture_dir / 'lvis_v1_minival_fixture.json')
     samples = _samples(fixture_dir, make_sample)[:11]  # 11 images over 2 ranks: 6 each, the 12th is image 0 again
