@@ -27,6 +27,13 @@ class FIBERFusionModule(VLFusionModule):
                  num_dyhead_blocks: int = 6, use_dyrelu: bool = True, use_dyfuse: bool = True,
                  use_dcn: bool = True, use_checkpoint: bool = False, **kwargs) -> None:
         BaseModel.__init__(self, **kwargs)
+        if use_dcn and num_dyhead_blocks > 0 and in_channels != feat_channels:
+            # mmdet's tower (as GLIP's and FIBER's) gives the first block's deformable convolutions no offset
+            # branch when the widths differ, so the first forward would fail deep inside the tower
+            raise ValueError(
+                f'bbox_head.use_dcn=True needs bbox_head.in_channels ({in_channels}) == bbox_head.feat_channels '
+                f'({feat_channels}): with other widths the first DyHead block has deformable convolutions but no '
+                'offsets. Set use_dcn=False, or make the FPN out_channels equal to feat_channels.')
         self.in_channels = in_channels
         self.feat_channels = feat_channels
         self.num_base_priors = num_base_priors
