@@ -5,7 +5,7 @@
 _base_ = ['./models/fiber_b.py', './default_runtime.py']
 
 # Where the benchmark data comes from; a missing annotation file or image folder is reported with this hint.
-dataset_help = 'README.md, section "Evaluation data"'
+dataset_help = 'docs/datasets.md, section "Evaluation data"'
 
 test_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text', 'custom_entities',
                   'caption_prompt', 'tokens_positive', 'phrases', 'phrase_ids', 'dataset_mode')

@@ -10,9 +10,9 @@ load_from = 'checkpoints/fiber_b_mmdet.pth'
 dataset_help = {
     '_delete_': True,  # the zero-shot base's help is one string
     'checkpoints': 'README.md, section "Converting an official checkpoint" (the fine-grained FIBER-B model)',
-    'train2017': 'README.md, section "Fine-tuning data", COCO (cocodataset.org 2017 train images)',
-    'instances_train2017': 'README.md, section "Fine-tuning data", COCO (2017 train annotations)',
-    'default': 'README.md, section "Evaluation data", COCO',
+    'train2017': 'docs/datasets.md, section "Fine-tuning data", COCO (cocodataset.org 2017 train images)',
+    'instances_train2017': 'docs/datasets.md, section "Fine-tuning data", COCO (2017 train annotations)',
+    'default': 'docs/datasets.md, section "Evaluation data", COCO',
 }
 model = dict(backbone=dict(with_cp=True))  # activation checkpointing in the backbone, as the original
 

@@ -3,7 +3,7 @@
 _base_ = '../_base_/fiber_b_zero_shot.py'
 
 data_root = 'data/coco/'
-dataset_help = 'README.md, section "Evaluation data", COCO'
+dataset_help = 'docs/datasets.md, section "Evaluation data", COCO'
 
 test_dataloader = dict(
     dataset=dict(

@@ -5,7 +5,7 @@ _base_ = '../_base_/fiber_b_zero_shot.py'
 
 data_root = 'data/flickr30k_entities/'
 ann_file = 'final_flickr_separateGT_val.json'
-dataset_help = 'README.md, section "Evaluation data", Flickr30k Entities'
+dataset_help = 'docs/datasets.md, section "Evaluation data", Flickr30k Entities'
 
 test_dataloader = dict(
     dataset=dict(

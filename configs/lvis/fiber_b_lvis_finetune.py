@@ -10,8 +10,8 @@ load_from = 'checkpoints/fiber_b_mmdet.pth'
 dataset_help = {
     '_delete_': True,  # the zero-shot base's help is one string
     'checkpoints': 'README.md, section "Converting an official checkpoint" (the fine-grained FIBER-B model)',
-    'lvis_od_train': 'README.md, section "Fine-tuning data", LVIS',
-    'default': 'README.md, section "Evaluation data", LVIS',
+    'lvis_od_train': 'docs/datasets.md, section "Fine-tuning data", LVIS',
+    'default': 'docs/datasets.md, section "Evaluation data", LVIS',
 }
 model = dict(backbone=dict(with_cp=True))
 

@@ -1,12 +1,12 @@
 # FIBER-B on LVIS minival (MDETR's 5k images), Fixed AP (spec §8.2): the 1203 names (cleaned, by id) in prompts
 # of 40 (31 prompts per image; the text-free parts of image and text run once), 300 detections per prompt,
-# then the top 10,000 per class over the split and no per-image cap; boxes without +1. Host memory: see the
-# README ("Evaluation data", LVIS).
+# then the top 10,000 per class over the split and no per-image cap; boxes without +1. Host memory: see
+# docs/evaluation.md, section "Host memory for LVIS".
 _base_ = '../_base_/fiber_b_zero_shot.py'
 
 data_root = 'data/coco/'
 ann_file = 'annotations/lvis_v1_minival_inserted_image_name.json'
-dataset_help = 'README.md, section "Evaluation data", LVIS'
+dataset_help = 'docs/datasets.md, section "Evaluation data", LVIS'
 
 model = dict(test_cfg=dict(chunked_size=40, max_per_img=300))
 test_dataloader = dict(

@@ -3,14 +3,15 @@
 Without this a missing file surfaces as a ``FileNotFoundError`` deep inside a dataset's ``load_data_list`` (or,
 for an evaluator's ``ann_file``, only after the whole test set has run), without a word on where the file comes
 from. :func:`check_data_files` lists every missing path of the loaders and evaluators a run will build, each with
-what it is, and the config's ``dataset_help`` (the README section or the converter that makes it).
+what it is, and the config's ``dataset_help`` (the docs section or the converter that makes it).
 """
 import os.path as osp
 from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from mmengine.config import Config
 
-DEFAULT_HELP = 'README.md, section "Evaluation data" (benchmarks) or tools/dataset_converters/README.md (training)'
+DEFAULT_HELP = ('docs/datasets.md, section "Evaluation data" (benchmarks) or tools/dataset_converters/README.md '
+                '(training)')
 # dataset wrappers whose inner datasets hold the files
 _WRAPPED_KEYS = ('datasets', 'dataset')
 

@@ -69,7 +69,7 @@ def test_flickr30k_protocol(repo_root, split):
     assert {'phrases', 'phrase_ids', 'tokens_positive'} <= set(cfg.test_pipeline[-1].meta_keys)
 
 
-def test_missing_data_is_reported_with_its_readme_section(repo_root, tmp_path):
+def test_missing_data_is_reported_with_its_docs_section(repo_root, tmp_path):
     cfg = _load(repo_root, 'lvis', 'fiber_b_lvis_minival_fixed_ap.py')
     cfg.test_dataloader.dataset.data_root = str(tmp_path) + '/'
     cfg.test_evaluator.ann_file = str(tmp_path / cfg.test_dataloader.dataset.ann_file)
@@ -78,7 +78,7 @@ def test_missing_data_is_reported_with_its_readme_section(repo_root, tmp_path):
     message = str(error.value)
     assert message.startswith('1 data path(s)')  # the folder exists, the annotation file does not
     assert str(tmp_path / 'annotations' / 'lvis_v1_minival_inserted_image_name.json') in message
-    assert 'README.md, section "Evaluation data", LVIS' in message
+    assert 'docs/datasets.md, section "Evaluation data", LVIS' in message
     (tmp_path / 'annotations').mkdir()
     (tmp_path / 'annotations' / 'lvis_v1_minival_inserted_image_name.json').write_text('{}')
     check_data_files(cfg, ['test'])  # everything there: no error

@@ -1,5 +1,5 @@
-"""The fine-tuning configs: spec §9 values, their models and optimizer groups build, a missing training file is
-named with its README section, and the custom-data config trains and evaluates on a COCO folder."""
+"""The fine-tuning configs: the original's fine-tuning values, their models and optimizer groups build, a missing
+training file is named with its docs section, and the custom-data config trains and evaluates on a COCO folder."""
 import copy
 import os
 import os.path as osp
@@ -132,7 +132,7 @@ def test_odinw_and_coco_models_and_optimizer_groups_build(repo_root, tokenizer_d
     del model
 
 
-def test_missing_training_files_name_their_readme_section(repo_root, tmp_path):
+def test_missing_training_files_name_their_docs_section(repo_root, tmp_path):
     for path, fragment, section in [(COCO, 'instances_train2017.json', '"Fine-tuning data", COCO'),
                                     (LVIS, 'lvis_od_train.json', '"Fine-tuning data", LVIS'),
                                     (REFCOCO[0], 'finetune_refcoco_train_vg.json', '"Fine-tuning data", RefCOCO'),

@@ -8,7 +8,7 @@ from mmengine.config import Config
 
 from fiber_mmdet.utils.prompts import build_class_prompt
 
-DATASET_HELP = 'README.md, section "Evaluation data", ODinW'
+DATASET_HELP = 'docs/datasets.md, section "Evaluation data", ODinW'
 
 # Spec §8.3: the 13 datasets (with their variants) and GLIP's odinw_13 override names.
 SPEC_ODINW13 = {

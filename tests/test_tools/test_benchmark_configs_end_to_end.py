@@ -575,7 +575,7 @@ def test_missing_annotation_file_is_named_before_the_run(tiny_fiber, tmp_path):
     for path in (ann_file, img_dir):  # each missing path on its line, with where the data comes from
         line = next((line for line in output.splitlines() if path in line), None)
         assert line is not None, (path, output)
-        assert 'README.md, section "Evaluation data", COCO' in line, line
+        assert 'docs/datasets.md, section "Evaluation data", COCO' in line, line
     assert 'annotation file of test_dataloader.dataset' in output
 
 

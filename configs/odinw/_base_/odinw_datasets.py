@@ -7,7 +7,7 @@
 # odinw_35 one) and were checked against mmdet 3.3's configs/glip/odinw/*.py.
 _base_ = ['../../_base_/fiber_b_zero_shot.py']
 
-dataset_help = 'README.md, section "Evaluation data", ODinW'
+dataset_help = 'docs/datasets.md, section "Evaluation data", ODinW'
 odinw_data_root = 'data/odinw/'
 
 # One entry per dataset, in the original's order (GLIP configs/odinw_35/_all.json):

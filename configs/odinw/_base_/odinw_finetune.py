@@ -18,7 +18,7 @@ _base_ = ['./odinw_datasets.py', '../../_base_/fiber_b_finetune.py']
 dataset_help = {
     '_delete_': True,  # the zero-shot base's help is one string
     'checkpoints': 'README.md, section "Converting an official checkpoint" (the fine-grained FIBER-B model)',
-    'default': 'README.md, section "Evaluation data", ODinW (GLIP\'s download has train / valid / test splits)',
+    'default': 'docs/datasets.md, section "Evaluation data", ODinW (GLIP\'s download has train / valid / test splits)',
 }
 model = dict(backbone=dict(frozen_stages=1))  # FREEZE_CONV_BODY_AT 2: patch embedding + stage 0
 # captions: the class names in label order (with the dataset's caption prompt), built by the detector from the

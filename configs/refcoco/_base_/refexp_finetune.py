@@ -11,8 +11,8 @@ load_from = 'checkpoints/fiber_coarse_then_fine_for_refexp_mmdet.pth'
 dataset_help = {
     '_delete_': True,  # the zero-shot base's help is one string
     'checkpoints': 'README.md, section "Converting an official checkpoint" (fiber_coarse_then_fine_for_refexp.pth)',
-    '_train_vg': 'README.md, section "Fine-tuning data", RefCOCO/+/g (mmdet\'s refcoco2odvg.py)',
-    'default': 'README.md, section "Evaluation data", RefCOCO/+/g',
+    '_train_vg': 'docs/datasets.md, section "Fine-tuning data", RefCOCO/+/g (mmdet\'s refcoco2odvg.py)',
+    'default': 'docs/datasets.md, section "Evaluation data", RefCOCO/+/g',
 }
 model = dict(backbone=dict(with_cp=True))
 

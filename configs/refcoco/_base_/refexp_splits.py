@@ -5,7 +5,7 @@
 _base_ = '../../_base_/fiber_b_zero_shot.py'
 
 data_root = 'data/coco/'
-dataset_help = 'README.md, section "Evaluation data", RefCOCO/+/g'
+dataset_help = 'docs/datasets.md, section "Evaluation data", RefCOCO/+/g'
 
 model = dict(
     backbone=dict(i2t_query_norm=True),  # v3: the released RefCOCO models normalise the image->text queries
