@@ -16,12 +16,17 @@ What is skipped, and why (``last_skip`` and ``last_skip_cause``, read by :class:
   2**16 and fp16 training routinely backs off several times in its first steps), not a sign of divergence, so
   :class:`NonFiniteGuardHook` counts these apart and only stops when the scale itself collapses.
 """
+from contextlib import contextmanager
+from functools import partial
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
+import torch.nn as nn
 from mmengine.dist import all_reduce
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
+from mmengine.device import get_device
 from torch import Tensor
+from torch.optim import Optimizer
 
 from mmdet.registry import OPTIM_WRAPPERS
 
@@ -40,6 +45,15 @@ def _finite_on_all_ranks(loss: Tensor) -> bool:
     finite = torch.isfinite(loss.detach()).all().to(torch.float32).reshape(1)
     all_reduce(finite, op='min')
     return bool(finite.item())
+
+
+def _parameters_device_type(optimizer: Optimizer) -> str:
+    """The device type (``'cuda'``, ``'cpu'``, ...) of the optimizer's first parameter; MMEngine's device (the
+    first accelerator available, else ``'cpu'``) for an optimizer without parameters."""
+    for group in optimizer.param_groups:
+        for param in group['params']:
+            return param.device.type
+    return get_device()
 
 
 class NonFiniteStepGuard:
@@ -105,26 +119,75 @@ class NonFiniteSkipOptimWrapper(NonFiniteStepGuard, OptimWrapper):
 class NonFiniteSkipAmpOptimWrapper(NonFiniteStepGuard, AmpOptimWrapper):
     """MMEngine's ``AmpOptimWrapper`` (same arguments) that skips steps with a non-finite loss, and tells the
     steps its dynamic loss scaler skips while it backs off (``last_skip_cause='loss_scaler'``) from overflowing
-    gradients under a fixed scale (``'gradients'``).
+    gradients under a fixed scale (``'gradients'``). It also runs on the CPU.
 
     The gradients are unscaled before every step (MMEngine only does it when clipping) so that they are checked
     at their true values. ``dtype`` picks the autocast type: ``'float16'`` (None: the device default, float16 on
-    CUDA) needs loss scaling; ``'bfloat16'`` has float32's exponent range, so gradients neither underflow nor
-    overflow where float32 would not: with it ``loss_scale='dynamic'`` becomes a constant scale of 1 (a dynamic
-    scaler would only grow its scale by 2x every 2000 clean steps until the scaled loss overflows float32).
+    CUDA, bfloat16 on the CPU) needs loss scaling; ``'bfloat16'`` has float32's exponent range, so gradients
+    neither underflow nor overflow where float32 would not: with it ``loss_scale='dynamic'`` becomes a constant
+    scale of 1 (a dynamic scaler would only grow its scale by 2x every 2000 clean steps until the scaled loss
+    overflows float32).
+
+    AMP runs on the device of the optimizer's parameters (MMEngine's Runner moves the model there before it builds
+    the optimizer). On a GPU (CUDA, NPU, MLU, MUSA) everything is ``AmpOptimWrapper``'s own: its loss scaler and
+    ``mmengine.runner.amp.autocast``. On the CPU, where ``AmpOptimWrapper`` refuses to start and MMEngine's
+    autocast only allows bfloat16, the loss scaler is torch's CPU ``GradScaler`` (same settings: real scaling,
+    back-offs and skips) and the forward runs under ``torch.autocast('cpu', dtype)``, float16 included.
 
     Args:
         loss_scale (str | float | dict): ``'dynamic'``, a constant scale, or ``GradScaler`` arguments.
             Defaults to ``'dynamic'``.
         dtype (str | torch.dtype, optional): autocast type. Defaults to None.
-        **kwargs: ``AmpOptimWrapper`` / ``OptimWrapper`` arguments.
+        use_fsdp (bool): ``ShardedGradScaler`` for ``FullyShardedDataParallel``. Defaults to False.
+        **kwargs: ``OptimWrapper`` arguments (``optimizer``, ``accumulative_counts``, ``clip_grad``).
     """
 
     def __init__(self, loss_scale: Union[str, float, dict] = 'dynamic',
-                 dtype: Optional[Union[str, torch.dtype]] = None, **kwargs) -> None:
-        if loss_scale == 'dynamic' and dtype in ('bfloat16', torch.bfloat16):
+                 dtype: Optional[Union[str, torch.dtype]] = None, use_fsdp: bool = False, **kwargs) -> None:
+        optimizer = kwargs.get('optimizer')  # not an Optimizer: OptimWrapper.__init__ says so
+        self.device_type = _parameters_device_type(optimizer) if isinstance(optimizer, Optimizer) else get_device()
+        effective = dtype if dtype is not None or self.device_type != 'cpu' else torch.get_autocast_dtype('cpu')
+        if loss_scale == 'dynamic' and effective in ('bfloat16', torch.bfloat16):
             loss_scale = 1.0
-        super().__init__(loss_scale=loss_scale, dtype=dtype, **kwargs)
+        if self.device_type != 'cpu':
+            super().__init__(loss_scale=loss_scale, dtype=dtype, use_fsdp=use_fsdp, **kwargs)
+            return
+        # AmpOptimWrapper.__init__ asserts a GPU: the same set-up, with torch's CPU scaler
+        OptimWrapper.__init__(self, **kwargs)
+        if use_fsdp:
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+            scaler = partial(ShardedGradScaler, 'cpu')
+        else:
+            scaler = partial(torch.amp.GradScaler, 'cpu')
+        self._scale_update_param = None
+        if loss_scale == 'dynamic':
+            self.loss_scaler = scaler()
+        elif isinstance(loss_scale, float):
+            self._scale_update_param = loss_scale  # a fixed scale: update() resets it after a skip
+            self.loss_scaler = scaler(init_scale=loss_scale)
+        elif isinstance(loss_scale, dict):
+            self.loss_scaler = scaler(**loss_scale)
+        else:
+            raise TypeError(f"loss_scale must be 'dynamic', a float or a dict of GradScaler arguments, "
+                            f'got {loss_scale!r}')
+        if isinstance(dtype, str):
+            if dtype not in self.valid_dtypes:
+                raise ValueError(f'dtype must be one of {self.valid_dtypes} or a torch.dtype, got {dtype!r}')
+            dtype = getattr(torch, dtype)
+        if dtype is not None and not isinstance(dtype, torch.dtype):
+            raise TypeError(f'dtype must be None, a str or a torch.dtype, got {dtype!r}')
+        self.cast_dtype = dtype
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        """``AmpOptimWrapper.optim_context``; on the CPU ``torch.autocast('cpu', cast_dtype)`` (MMEngine's
+        ``autocast`` asserts bfloat16 there)."""
+        if self.device_type != 'cpu':
+            with super().optim_context(model):
+                yield
+        else:
+            with OptimWrapper.optim_context(self, model), torch.autocast('cpu', dtype=self.cast_dtype):
+                yield
 
     def step(self, **kwargs) -> None:
         scale = float(self.loss_scaler.get_scale())
