@@ -1,13 +1,13 @@
 # The embedded default: a small FIBER trained from scratch on the built-in toy dataset
 # (python tools/misc/make_toy_dataset.py data/toy_shapes), with the same pipeline, losses, optimizer
-# constructor and evaluators as the real recipe, sized for a 2-core CPU.
+# constructor and evaluators as the real recipe, sized to train in about 10 minutes on two CPU threads.
 _base_ = ['../_base_/models/fiber_tiny.py', '../_base_/default_runtime.py']
 
 data_root = 'data/toy_shapes/'
 tokenizer_dir = data_root + 'tokenizer'
 classes = ('circle', 'square', 'triangle', 'diamond', 'cross')
-# 9.9 min on a quiet 2-core CPU (0.455 s per iteration, toy data version 4): AP50 0.64, attribute grounding 0.48
-# (version 3: 0.70 / 0.40); the README has the figures and what each change bought.
+# About 10 min of training on two threads: AP50 0.70, attribute grounding 0.50 (one thread, seed 0). Every toy
+# recipe's figures: docs/toy.md, section "What each recipe reaches"; what each choice buys: section "Findings".
 batch_size = 4
 max_iters = 1200
 max_tokens = 64  # toy captions have at most 17 tokens; FIBER-B uses 256
@@ -20,7 +20,7 @@ model = dict(
     # plain 3x3 convolutions instead of FIBER's deformable ones: even with our CPU deformable convolution (2x
     # faster than mmcv's here) a toy step costs 0.65 s with them against 0.39 s without (batch 1, one thread)
     # toy objects are 10-60 px: anchors of 4x the stride (32 px at P3) instead of FIBER's 8x
-    # one DyHead block of 128 channels instead of two of 64: AP50 0.66 -> 0.69 on toy data version 4, 8 % less time
+    # one DyHead block of 128 channels instead of two of 64: AP50 0.66 -> 0.69 and 8 % less time
     # a step (two blocks of 128: 0.74, but 19 % more time, over the 10-minute budget). Its input (the FPN) has 64
     # channels, so mmdet's DyConv, like GLIP's, builds it without DyReLU and scale attention: the one block that
     # learns the colour (fiber_toy_attribute_first.py; a 128-channel FPN, a full DyHead block: grounding 0.84 -> 0.68)
@@ -85,7 +85,7 @@ val_dataloader = dict(
             # held-out colour-shape pairs beside seen ones of the same shape: colour and shape are both needed
             dict(type='Flickr30kDataset', data_root=data_root, ann_file='annotations/grounding_val.json',
                  data_prefix=dict(img='images/grounding/'), test_mode=True),
-            # version 2's split: held-out pairs only, one per colour (the shape alone picks the box)
+            # held-out pairs only, one per colour: the shape alone picks the box (a control for the split above)
             dict(type='Flickr30kDataset', data_root=data_root, ann_file='annotations/grounding_unique_colour_val.json',
                  data_prefix=dict(img='images/grounding_unique_colour/'), test_mode=True),
         ]))

@@ -1,7 +1,6 @@
 # The toy recipe with the same number of images seen in twice as many, smaller steps: batch 2 x 2400 iterations.
-# Measured on toy data version 3: AP50 0.81, attribute / unique-colour grounding 0.45 / 0.86 in 12.5 min of training
-# (0.27 s a step); version 2: AP50 0.62-0.63, grounding 0.78-0.79 (fiber_toy.py: 0.53 / 0.72). Not re-measured on
-# version 4 with its 128-channel head.
+# Not one of the measured recipes of docs/toy.md, section "What each recipe reaches"; tools/test.py gives its
+# figures.
 _base_ = './fiber_toy.py'
 
 batch_size = 2

@@ -1,10 +1,10 @@
 # The toy recipe with an attribute-first curriculum: the first 200 of the 1200 iterations draw only from
 # train_od_attr (boxes named by colour and shape, "red circle. blue circle. ..."), the rest from the whole mix; the
 # token loss at 4x FIBER's weight throughout. Same model, data and time as fiber_toy.py. `make quickstart` trains it.
-# Measured on toy data version 5 (one thread, seed 0): attribute grounding 0.84 (fiber_toy.py: 0.50), AP50 0.58
+# Measured with one thread, seed 0: attribute grounding 0.84 (fiber_toy.py: 0.50), AP50 0.58
 # (0.70); 400 iterations first: 0.83 / 0.57. The model now reads the colour, and with it learns the training data's
 # colour -> shape shortcut: on held-out colour-shape pairs its shape is right 9 % of the time (fiber_toy.py: 81 %).
-# README, "The toy target".
+# docs/toy.md, section "Findings".
 _base_ = './fiber_toy.py'
 
 attribute_iters = 200

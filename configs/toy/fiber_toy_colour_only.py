@@ -1,7 +1,7 @@
 # A diagnostic, not a recipe: the toy model trained for 400 iterations on boxes named by their colour alone
 # (train_od_colour: "red. blue. ..."), where reading the colour is the only way to lower the token loss.
 # With FIBER's loss weights the model names 25 % of the training boxes' colours right (it calls almost every box
-# "green"); with --cfg-options model.bbox_head.loss_cls.loss_weight=4.0, 100 % (README, "The toy target").
+# "green"); with --cfg-options model.bbox_head.loss_cls.loss_weight=4.0, 100 % (docs/toy.md, section "Findings").
 _base_ = './fiber_toy.py'
 
 max_iters = 400

@@ -56,7 +56,7 @@ def read_checkpoint_state(path: str) -> Dict[str, Tensor]:
     """
     if '://' not in path and not osp.isfile(path):
         raise FileNotFoundError(f'Swin checkpoint {path} (model.backbone.init_cfg.checkpoint) does not exist: '
-                                'download Swin-B ImageNet-22k weights (README, "Starting without a FIBER checkpoint")')
+                                'download Swin-B ImageNet-22k weights (README.md, section "Starting without a FIBER checkpoint")')
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
         return load_file(path)

@@ -5,7 +5,7 @@ On the built-in toy data (``python tools/misc/make_toy_dataset.py``), each objec
 object's predicted shape is the label of its best-scoring detection with IoU >= ``--iou`` (no such detection:
 missed). The objects are split by whether their colour-shape pair occurs in training (``meta.json``'s
 ``held_out``). A model that learns "purple objects are never circles" from the training data gets the shapes of
-held-out pairs wrong while it gets those of seen pairs right: the README's toy-target section measures this.
+held-out pairs wrong while it gets those of seen pairs right (docs/toy.md, section "Findings", has the figures).
 
 Example::
 
@@ -86,7 +86,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     for ann in coco['annotations']:
         if 'colour' not in ann:
             raise ValueError(f"{coco_file}: annotation {ann['id']} has no "
-                             "'colour' (not toy data, or written before version 3)")
+                             "'colour' (not toy data, or written by an older tools/misc/make_toy_dataset.py: "
+                             "generate it again)")
         objects.setdefault(ann['image_id'], []).append(ann)
 
     model = init_detector(cfg, args.checkpoint, device=args.device)

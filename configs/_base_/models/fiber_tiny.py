@@ -1,5 +1,6 @@
 # A small FIBER with the same structure as FIBER-B (fusion in the last blocks of stage 2 and in stage 3),
-# trainable from scratch on a CPU. The tokenizer is a local RoBERTa-style directory (see the README).
+# trainable from scratch on a CPU. The tokenizer is a local RoBERTa-style directory, which the toy dataset
+# writes (docs/datasets.md, section "The toy dataset").
 _base_ = './fiber_b.py'
 
 tokenizer_dir = 'data/toy/tokenizer'

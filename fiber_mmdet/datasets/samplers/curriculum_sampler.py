@@ -17,7 +17,7 @@ class CurriculumSampler(InfiniteSampler):
     The toy FIBER needs it: trained on the whole mix from the start, its box features never learn the colour
     (the shared tower follows the box losses and the words collapse onto the shapes); 200 iterations of boxes
     named by colour and shape, before the mix, give it the colour (``configs/toy/fiber_toy_attribute_first.py``;
-    README, "The toy target").
+    docs/toy.md, section "Findings").
 
     The stream is one seeded sequence cut between ranks as ``InfiniteSampler`` cuts it, so a stage lasts its
     number of iterations on every rank. MMEngine's ``IterBasedTrainLoop`` replays the stream on resume, so a
