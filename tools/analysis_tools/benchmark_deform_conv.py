@@ -16,9 +16,9 @@ side by side, with the largest output difference. Presets:
 ``total`` is one DyHead block's deformable convolutions (per level: itself, the finer level at stride 2 and the
 coarser level at stride 1, whose cost is that level's stride-1 row).
 
-Measured on this project's shared 2-core CPU (torch 2.14.1, mmcv 2.1.0; other training runs kept the load
-average at 5-7, so the absolute figures are slow and the 2-thread ones are dominated by waiting for a core),
-mmcv ms / new ms (mmcv / new):
+Medians with torch 2.14.1 and mmcv 2.1.0 on a two-core CPU that other processes kept busy, mmcv ms / new ms
+(mmcv / new). The ratios are the result; the absolute times depend on the load, and at two threads they mostly
+measure the wait for a free core:
 
 | threads | shape | forward | forward + backward |
 |---|---|---|---|

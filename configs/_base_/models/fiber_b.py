@@ -1,5 +1,6 @@
 # FIBER-B (fine-grained stage): Swin-B/12 + roberta-base fused in the last 4 blocks of stage 2 and both blocks
-# of stage 3, FPN P3-P7, language-aware DyHead (6 blocks). Spec §1-6; parameter count in the README.
+# of stage 3, FPN P3-P7, language-aware DyHead (6 blocks): 252,034,744 parameters, part by part equal to the
+# original's (docs/parity.md, section "FIBER-B at full size").
 lang_model_name = 'roberta-base'  # a transformers hub name or a local directory (config, tokenizer, weights)
 
 # Pairing of fused image blocks (stage, block) with text layers, in execution order: the k-th fused block and
