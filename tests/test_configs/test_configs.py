@@ -46,7 +46,7 @@ def test_all_configs_load_and_use_registered_types(repo_root):
         # mmengine's LoggerHook makes every rank write the test JSON to one path (corrupt under dist_test.sh)
         if 'default_hooks' in cfg:  # runnable configs, not the model / dataset-table bases
             assert cfg.default_hooks.logger.type == 'RankZeroLoggerHook', path
-            # non-finite steps are skipped, counted and stop a run of them; no NaN checkpoint (issue 11)
+            # non-finite steps are skipped, counted and stop a run of them, so no checkpoint holds NaN weights
             assert cfg.default_hooks.non_finite.type == 'NonFiniteGuardHook', path
             if cfg.get('optim_wrapper'):
                 assert cfg.optim_wrapper.type.startswith('NonFiniteSkip'), path

@@ -18,7 +18,7 @@ def _metrics_json(work_dir: str) -> dict:
 
 
 def test_nan_losses_are_skipped_then_stop_training_and_no_checkpoint_is_non_finite(toy_root, tmp_path):
-    """The issue's case: lr=1e6 makes the loss NaN within a few steps. Each such step is skipped and named in the
+    """A learning rate of 1e6 makes the loss NaN within a few steps. Each such step is skipped and named in the
     log, 3 in a row stop training with an error, and every checkpoint written holds finite weights."""
     work_dir = str(tmp_path / 'nan')
     rc, out = run_tool_status([str(TOOLS / 'train.py'), TOY_CONFIG, '--work-dir', work_dir] + toy_options(

@@ -13,7 +13,7 @@ gpu_parity = load_tool('analysis_tools/gpu_parity.py')
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """The model is tiny: one thread runs it in 0.2 s, where two threads on a loaded 2-core machine took 10 s."""
+    """The model is tiny: one thread runs it in 0.2 s, while two threads on a busy CPU can wait seconds for a core."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -1,7 +1,7 @@
 """One short check of fiber_mmdet on a GPU, self-contained in the repository.
 
-Time on one H100, estimated (not yet run on one): the Python and DDP steps take 41 s of CPU time on a 2-core
-CPU, nearly all imports and Runner set-up, with tiny models: ~1-1.5 min; six ``benchmark.py`` runs at ~25-35 s
+Time on one H100, an estimate: the Python and DDP steps are nearly all imports and Runner set-up with tiny
+models (41 s of CPU time on two CPU cores): ~1-1.5 min; six ``benchmark.py`` runs at ~25-35 s
 each (start-up and building FIBER-B ~15 s, then 6 calls per phase, one FLOP count, a GEMM) and ~1 min of
 prompt timing: ~4 min. About 5.5 minutes in all, under 8; ``--repeat 3`` or fewer ``--steps`` shorten it.
 
