@@ -32,6 +32,10 @@ setup-torch:
 setup-mmcv: setup-torch
 	@# mmcv's own imports need mmengine and opencv: without them the check after the build fails and rebuilds
 	$(PIP) install -q mmengine==0.10.7 opencv-python-headless
+	@# with a GPU, mmcv needs its CUDA operators: a CPU-only build is replaced (see docs/installation.md, GPU)
+	@if nvidia-smi -L >/dev/null 2>&1; then \
+	  $(PYTHON) tools/install/check_mmcv_cuda.py >/dev/null 2>&1 && echo "mmcv with CUDA operators: present, kept" \
+	  || bash tools/install/build_mmcv_cuda.sh; fi
 	@$(SATISFIED) '$(MMCV_REQUIREMENT)' 2>/dev/null \
 	  && $(PYTHON) -c "import mmcv, mmcv.ops; print('mmcv', mmcv.__version__, 'with compiled ops: present, kept ($(MMCV_REQUIREMENT))')" 2>/dev/null || { \
 	  echo "building $(MMCV_SPEC) with its compiled ops against the installed torch (about 40 min on 2 cores the first time; pip caches the wheel)"; \
