@@ -2,8 +2,12 @@
 
 Exit status 0 when mmcv's extension reports a CUDA version and (where a GPU is visible) NMS and the
 modulated deformable convolution give the CPU results on the GPU; 1 otherwise, with the reason.
+
+Usage: ``python tools/install/check_mmcv_cuda.py`` (``tools/install/build_mmcv_cuda.sh`` runs it after a build).
 """
+import argparse
 import sys
+from typing import List, Optional
 
 import torch
 
@@ -47,7 +51,16 @@ def compare_deform_conv(device: str) -> str:
     return f'modulated deform conv: output and 5 gradients equal to cpu (worst relative error {worst:.1e})'
 
 
-def main() -> int:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Check that mmcv's ops were built with CUDA and, when a GPU is visible, that NMS and the "
+        'modulated deformable convolution (forward and its five gradients, float64) give the CPU results on '
+        'the GPU. Exit status 0 when they do (or no GPU is visible), 1 otherwise, with the reason.')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parse_args(argv)  # --help prints the description and exits before mmcv is imported
     from mmcv.ops import get_compiling_cuda_version
     built_with = get_compiling_cuda_version()
     if built_with == 'not available':
