@@ -11,7 +11,7 @@
 # validation every epoch, the best checkpoint kept. `--auto-scale-lr` rescales the lr for another global batch.
 finetune_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip', 'flip_direction',
                       'text', 'custom_entities', 'caption_prompt', 'tokens_positive')
-# the original's box convention for COCO-style json: x2 = x + w - 1, clipped to the image (spec §7.1)
+# the original's box convention for COCO-style json: x2 = x + w - 1, clipped to the image
 finetune_load = [
     dict(type='CheckedLoadImageFromFile', imdecode_backend='pillow'),  # an unreadable image is named
     dict(type='LoadAnnotations', with_bbox=True),

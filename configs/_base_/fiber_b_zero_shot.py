@@ -1,4 +1,4 @@
-# FIBER-B evaluated zero-shot (spec §8): the fine-grained checkpoint converted by
+# FIBER-B evaluated zero-shot: the fine-grained checkpoint converted by
 # tools/model_converters/fiber_to_mmdet.py, fp32, one image per GPU (the text attends to padded image tokens, so
 # larger test batches change the outputs), the original's resize (short side 800, long side <= 1333, PIL
 # bilinear) on PIL-decoded BGR images. Each benchmark config sets the test dataset and evaluator.

@@ -1,4 +1,4 @@
-# FIBER-B on COCO val2017 (spec §8.1): the 80 names in one prompt, default post-processing (score 0.05,
+# FIBER-B on COCO val2017: the 80 names in one prompt, default post-processing (score 0.05,
 # 1000 per level, NMS 0.6 with +1 widths, 100 per image), COCO AP with the original's w = x2 - x1 + 1.
 _base_ = '../_base_/fiber_b_zero_shot.py'
 

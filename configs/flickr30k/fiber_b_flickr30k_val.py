@@ -1,4 +1,4 @@
-# FIBER-B on Flickr30k Entities val (spec §8.4), MDETR's separate-GT annotations: one prompt per sentence, each
+# FIBER-B on Flickr30k Entities val, MDETR's separate-GT annotations: one prompt per sentence, each
 # phrase a label, default post-processing (score 0.05, class-wise NMS 0.6, 100 boxes per image), Recall@1/5/10
 # and the upper bound with the ANY-box protocol.
 _base_ = '../_base_/fiber_b_zero_shot.py'

@@ -1,4 +1,4 @@
-# FIBER-B on LVIS minival (MDETR's 5k images), Fixed AP (spec §8.2): the 1203 names (cleaned, by id) in prompts
+# FIBER-B on LVIS minival (MDETR's 5k images), Fixed AP: the 1203 names (cleaned, by id) in prompts
 # of 40 (31 prompts per image; the text-free parts of image and text run once), 300 detections per prompt,
 # then the top 10,000 per class over the split and no per-image cap; boxes without +1. Host memory: see
 # docs/evaluation.md, section "Host memory for LVIS".

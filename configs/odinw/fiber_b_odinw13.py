@@ -1,4 +1,4 @@
-# FIBER-B zero-shot on ODinW-13 (spec §8.3): the 13 datasets in one run, COCO box AP ("+1" widths) per dataset and
+# FIBER-B zero-shot on ODinW-13: the 13 datasets in one run, COCO box AP ("+1" widths) per dataset and
 # its mean over the 13 ('odinw13/bbox_mAP'). Datasets, splits, class names, caption prompts: ./_base_/odinw_datasets.py.
 _base_ = './_base_/odinw_datasets.py'
 

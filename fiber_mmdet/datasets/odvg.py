@@ -1,4 +1,4 @@
-"""ODVG (JSON-lines) datasets with FIBER's construction-time filtering of images without boxes (fiber_spec §7.1),
+"""ODVG (JSON-lines) datasets with FIBER's construction-time filtering of images without boxes,
 and a count, per reason, of every box left out."""
 import json
 from collections import Counter

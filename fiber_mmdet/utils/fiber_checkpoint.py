@@ -1,4 +1,4 @@
-"""Official FIBER checkpoints -> ``fiber_mmdet`` state dicts (spec §10).
+"""Official FIBER checkpoints -> ``fiber_mmdet`` state dicts.
 
 Every source key is either mapped or dropped on purpose (recomputable buffers and the unused ``cls_logits``);
 anything else is an error that names the keys.
@@ -117,7 +117,7 @@ def detect_version(state: Dict[str, Tensor]) -> str:
 
 
 def convert_fiber_state_dict(state: Dict[str, Tensor], coarse: bool = False) -> ConversionResult:
-    """Map reference key names (spec §10) to ours.
+    """Map reference key names to ours.
 
     Args:
         state: reference state dict (``module.`` already stripped, see :func:`unwrap_checkpoint`).

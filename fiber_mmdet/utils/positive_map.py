@@ -43,7 +43,7 @@ def _char_to_token(tokenized, char_idx: int, step: int, tries: int = 3) -> Optio
 def build_positive_map(tokenized,
                        tokens_positive: Sequence[Sequence[Span]],
                        num_tokens: int = 256) -> PositiveMap:
-    """Binary positive map from character spans (spec §7.5).
+    """Binary positive map from character spans.
 
     For each ``[beg, end)`` span the first token is ``char_to_token(beg)`` (falling back to ``beg+1``, ``beg+2``)
     and the last ``char_to_token(end-1)`` (falling back to ``end-2``, ``end-3``); all tokens in between are set.

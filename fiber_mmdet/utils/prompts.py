@@ -1,4 +1,4 @@
-"""Text prompts for detection: class names -> caption + character spans (spec §6, §7.3, §8)."""
+"""Text prompts for detection: class names -> caption + character spans."""
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 

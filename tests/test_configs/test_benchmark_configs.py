@@ -1,4 +1,4 @@
-"""The COCO, LVIS, RefCOCO/+/g and Flickr30k zero-shot configs carry FIBER's evaluation protocols (spec §8)."""
+"""The COCO, LVIS, RefCOCO/+/g and Flickr30k zero-shot configs carry FIBER's evaluation protocols."""
 import os.path as osp
 
 import pytest

@@ -1,4 +1,4 @@
-"""ODToGroundingCaption: FIBER's detection -> grounding caption (fiber_spec §7.2), with a real trained tokenizer."""
+"""ODToGroundingCaption: FIBER's detection -> grounding caption, with a real trained tokenizer."""
 import copy
 import pickle
 import random

@@ -1,6 +1,6 @@
 """Data-parallel FIBER head loss: every rank runs the same collectives whatever its ATSS positives, so a rank
 whose images have no positive (no box, or boxes too small for any anchor centre) neither hangs the job nor
-shifts the other ranks' all-reduces; its losses and the others' use the means over ranks (spec §5.2)."""
+shifts the other ranks' all-reduces; its losses and the others' use the means over ranks."""
 import copy
 
 import pytest

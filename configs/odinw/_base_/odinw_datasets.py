@@ -1,6 +1,6 @@
 # ODinW ("Object Detection in the Wild") zero-shot evaluation data: one table of the 35 datasets, and from it the
 # test dataset and metric of each, for ODinW-13, ODinW-35 (../fiber_b_odinw13.py, ../fiber_b_odinw35.py) and the
-# one-dataset configs (../single/). Protocol (spec §8.3): one prompt per image made of the class names joined by
+# one-dataset configs (../single/). Protocol: one prompt per image made of the class names joined by
 # ". " (or a dataset's caption prompt), COCO box AP with the original's "+1" widths per dataset, and the plain mean
 # over the datasets. Facts come from GLIP's configs/odinw_35/*.yaml and configs/odinw_13/*.yaml (the original's data
 # configs; FIBER ships only configs/odinw/Aquarium_Aquarium_Combined.v2-raw-1024.coco.yaml, identical to GLIP's

@@ -1,4 +1,4 @@
-# RefCOCO / RefCOCO+ / RefCOCOg evaluation with FIBER-B v3 (spec §8.5), MDETR's annotation files
+# RefCOCO / RefCOCO+ / RefCOCOg evaluation with FIBER-B v3, MDETR's annotation files
 # (data/coco/mdetr_annotations/finetune_<dataset>_<split>.json; images from COCO train2014): the expression is
 # the prompt and all its tokens form the one label; top-1 after NMS with score threshold 0 and 3000 boxes before
 # NMS; accuracy = generalized IoU >= 0.5 (P@1), per split. Each config picks one benchmark from the tables below.
@@ -19,7 +19,7 @@ __refexp_files = {
     'refcoco+_testA': 'finetune_refcoco+_testA.json',
     'refcoco+_testB': 'finetune_refcoco+_testB.json',
     'refcocog_val': 'finetune_refcocog_val.json',
-    'refcocog_test': 'finetune_refcocog_test_corrected.json',  # the file FIBER evaluates (spec §8.5)
+    'refcocog_test': 'finetune_refcocog_test_corrected.json',  # the file FIBER evaluates
 }
 __refexp_datasets = {
     split: dict(type='MDETRStyleRefCocoDataset', data_root=data_root, ann_file='mdetr_annotations/' + name,

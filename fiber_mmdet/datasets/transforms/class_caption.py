@@ -1,4 +1,4 @@
-"""Detection sample -> caption of all class names, FIBER's COCO / ODinW fine-tuning caption (fiber_spec §7.3)."""
+"""Detection sample -> caption of all class names, FIBER's COCO / ODinW fine-tuning caption."""
 import random
 from typing import Optional
 

@@ -53,7 +53,7 @@ def filter_instances(results: dict, keep: np.ndarray) -> None:
 class ODToGroundingCaption(BaseTransform):
     """Build FIBER's pre-training caption from a detection sample (Objects365 path), pass grounding samples through.
 
-    Detection (OD) samples, in order (fiber_spec §7.2):
+    Detection (OD) samples, in order:
 
     1. *Positive-overflow guard*: the positive classes are shuffled and walked, adding
        ``len(tokenizer.tokenize(clean_name(name) + '. '))`` each; from the first class that would exceed the

@@ -1,4 +1,4 @@
-"""FIBER's image backbone: a Swin Transformer whose configured blocks also attend to the text (spec §2)."""
+"""FIBER's image backbone: a Swin Transformer whose configured blocks also attend to the text."""
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -158,7 +158,7 @@ class SwinState:
 class FusionSwinTransformer(BaseModule):
     """FIBER's Swin Transformer with image←text cross-attention in the configured blocks.
 
-    The image side of FIBER's fusion (spec §2). Blocks listed in ``fusion_blocks`` get an
+    The image side of FIBER's fusion. Blocks listed in ``fusion_blocks`` get an
     :class:`ImageTextCrossAttention`; :meth:`forward_fused` runs them interleaved with the paired text layers,
     both sides updated in parallel from the previous states. Parameter layout follows mmpretrain/mmdet Swin
     (``patch_embed.projection``, ``stages.i.blocks.j.attn.w_msa.qkv``, ``ffn.layers.*``,

@@ -1,4 +1,4 @@
-"""The FIBER detector: fusion-in-the-backbone vision-language ATSS (spec §1)."""
+"""The FIBER detector: fusion-in-the-backbone vision-language ATSS."""
 from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 

@@ -1,4 +1,4 @@
-"""FIBER's text side: RoBERTa whose top layers cross-attend to the image tokens (spec §3).
+"""FIBER's text side: RoBERTa whose top layers cross-attend to the image tokens.
 
 The layer code is ours (transformers' internals changed in 4.56 and 5.x); parameter names follow
 transformers' ``RobertaModel`` so ``roberta-base`` weights load from the hub name or a local directory.

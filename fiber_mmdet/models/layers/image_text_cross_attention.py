@@ -1,4 +1,4 @@
-"""Image ← text cross-attention of FIBER's fused Swin blocks (spec §2.2)."""
+"""Image ← text cross-attention of FIBER's fused Swin blocks."""
 from typing import Optional
 
 import torch

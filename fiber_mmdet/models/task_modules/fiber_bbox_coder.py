@@ -9,7 +9,7 @@ from mmdet.structures.bbox import get_box_tensor
 
 @TASK_UTILS.register_module()
 class DeltaXYWHBBoxCoderForFIBER(DeltaXYWHBBoxCoderForGLIP):
-    """(dx, dy, dw, dh) deltas with the legacy Detectron "+1" box widths, both ways (spec §4.3).
+    """(dx, dy, dw, dh) deltas with the legacy Detectron "+1" box widths, both ways.
 
     mmdet's GLIP coder decodes with the +1 convention (``x2`` exclusive anchors) but encodes with the plain
     one; this encoder is the exact inverse of that decoder. Anchors are given like the decoder expects them

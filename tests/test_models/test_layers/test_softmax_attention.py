@@ -31,7 +31,7 @@ def _saved_sizes(fn):
 
 
 def test_padded_text_tokens_equal_explicit_finfo_min_softmax():
-    """The fusion's text mask: bool valid tokens == the original's additive finfo.min mask (spec §2.2)."""
+    """The fusion's text mask: bool valid tokens == the original's additive finfo.min mask."""
     q, k, v = _qkv((2, 4, 9, 8), (2, 4, 13, 8))
     valid = torch.ones(2, 1, 1, 13, dtype=torch.bool)
     valid[1, ..., 6:] = False  # padded text tokens of the second caption
