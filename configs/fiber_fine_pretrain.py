@@ -1,4 +1,4 @@
-# FIBER-B fine-grained pre-training (spec §9, reference PRE.yaml): Objects365 + GoldG (no COCO) + Flickr30k,
+# FIBER-B fine-grained pre-training (reference PRE.yaml): Objects365 + GoldG (no COCO) + Flickr30k,
 # 800k iterations at a global batch of 64 (1 image per GPU on 64 GPUs), initialised from the coarse stage.
 # Data layout and converters: tools/dataset_converters/README.md.
 _base_ = ['./_base_/models/fiber_b.py', './_base_/default_runtime.py']

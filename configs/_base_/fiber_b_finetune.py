@@ -1,4 +1,4 @@
-# FIBER-B fine-tuning recipe (spec §9: COCO.yaml, the LVIS and RefCOCO yamls), the part the downstream configs
+# FIBER-B fine-tuning recipe (COCO.yaml, the LVIS and RefCOCO yamls), the part the downstream configs
 # share. It is a mixin: it holds only training keys, so that a fine-tune config can inherit it together with the
 # zero-shot config of its benchmark (whose test set, evaluator and test-time settings it keeps):
 #     _base_ = ['../coco/fiber_b_coco_zero_shot.py', '../_base_/fiber_b_finetune.py']

@@ -1,4 +1,4 @@
-# FIBER-B fine-tuned on COCO train2017 (spec §9, COCO.yaml): from the fine-grained pre-trained checkpoint, every
+# FIBER-B fine-tuned on COCO train2017 (COCO.yaml): from the fine-grained pre-trained checkpoint, every
 # training caption lists the 80 cleaned class names in a new random order, flip 0.5, 24 epochs at a
 # global batch of 32 (8 GPUs x 4), validated every epoch on val2017 with the zero-shot protocol (one prompt of the
 # 80 names, COCO AP with +1 widths), best checkpoint kept. Published: 58.4 AP.

@@ -1,4 +1,4 @@
-# FIBER-B fine-tuned on LVIS v1 train (spec §9, the LVIS fine-tuning yaml): every training caption is FIBER's
+# FIBER-B fine-tuned on LVIS v1 train (the LVIS fine-tuning yaml): every training caption is FIBER's
 # detection-to-grounding caption with control (0, 0, 1, 0), i.e. always 85 negatives, drawn from the
 # 1203 contiguous LVIS ids only (no "background" entry: the original's COCO-grounding safeguard); flip 0.5,
 # 24 epochs at a global batch of 32, validated on LVIS minival with Fixed AP every 2 epochs (an LVIS evaluation

@@ -1,4 +1,4 @@
-"""FIBER / GLIP's k-shot training subsets of a detection dataset (spec §9, ODinW fine-tuning logic)."""
+"""FIBER / GLIP's k-shot training subsets of a detection dataset (ODinW fine-tuning logic)."""
 from typing import Hashable, Iterable, List, Tuple
 
 from mmengine.logging import MMLogger

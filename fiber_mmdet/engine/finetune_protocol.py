@@ -1,5 +1,5 @@
 """The ODinW fine-tuning protocol: every dataset x shot setting x seed trained, its best checkpoint tested, the
-test AP tabulated (FIBER / GLIP ``tools/finetune.py`` + ``tools/eval_all.py``, spec §9).
+test AP tabulated (FIBER / GLIP ``tools/finetune.py`` + ``tools/eval_all.py``).
 
 A protocol config (``configs/odinw/_base_/odinw_finetune.py``) is an ordinary training config plus
 ``finetune_protocol = dict(datasets=[entry, ...], general_copy=[[shots, copies], ...], global_batch_size,

@@ -59,7 +59,7 @@ _HEAD_RULES = [
 _DROPPED = [r'relative_position_index$', r'embeddings\.position_ids$', r'^rpn\.anchor_generator\.',
             r'^rpn\.head\.cls_logits\.']
 
-# in coarse-stage checkpoints: the cross-attention's own LayerNorm (the fine-grained model has none, spec §3)
+# in coarse-stage checkpoints: the cross-attention's own LayerNorm (the fine-grained model has none)
 _COARSE_ONLY = [r'crossattention\w*\.output\.LayerNorm\.']
 
 # (source prefix, rules, target prefix)

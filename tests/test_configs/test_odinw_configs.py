@@ -31,7 +31,7 @@ SPEC_ODINW13 = {
 # GLIP configs/odinw_35/*.yaml evaluate DATASETS.TEST = minival for these (odinw_13 agrees for EgoHands, Vehicles).
 MINIVAL = {'DroneControl', 'EgoHands_generic', 'EgoHands_specific', 'OxfordPets_by_breed', 'OxfordPets_by_species',
            'PKLot', 'UnoCards', 'VehiclesOpenImages', 'brackishUnderwater', 'openPoetryVision', 'websiteScreenshots'}
-# The original's test captions (GLIP inference.py create_queries_and_maps with USE_CAPTION_PROMPT, spec §8.3).
+# The original's test captions (GLIP inference.py create_queries_and_maps with USE_CAPTION_PROMPT).
 PROMPTED_CAPTIONS = {
     'Aquarium': ' fish. jellyfish. penguin , which is black and white. puffin with orange beaks . shark. starfish. '
                 'stingray which is flat and round',

@@ -17,7 +17,7 @@ odinw_data_root = 'data/odinw/'
 #            and images in valid/; 'minival' -> mini_val/... . In a Roboflow "export" folder (name ends in export/) the
 #            images of all splits share the folder and the val annotations are val_annotations_without_background.json.
 #            mmdet's configs evaluate 'valid' everywhere; we follow the original, which uses 'minival' for EgoHands and
-#            VehiclesOpenImages (spec §8.3, GLIP odinw_13 and odinw_35) and for 9 more ODinW-35 datasets (odinw_35).
+#            VehiclesOpenImages (GLIP odinw_13 and odinw_35) and for 9 more ODinW-35 datasets (odinw_35).
 #   classes: GLIP odinw_35 OVERRIDE_CATEGORY names (the original runs with DATASETS.USE_OVERRIDE_CATEGORY True), in
 #            category-id order: mmdet matches these names against the annotation file's categories and numbers the
 #            labels in the file's order.
@@ -128,7 +128,7 @@ __odinw_table = [
          classes=('button', 'field', 'heading', 'iframe', 'image', 'label', 'link', 'text')),
 ]
 
-# ODinW-13 (spec §8.3; GLIP configs/odinw_13), in table order.
+# ODinW-13 (GLIP configs/odinw_13), in table order.
 __odinw13_names = ['AerialMaritimeDrone_large', 'Aquarium', 'CottontailRabbits', 'EgoHands_generic',
                  'NorthAmericaMushrooms', 'Packages', 'PascalVOC', 'Raccoon', 'ShellfishOpenImages',
                  'VehiclesOpenImages', 'pistols', 'pothole', 'thermalDogsAndPeople']

@@ -1,4 +1,4 @@
-# FIBER-B fine-tuned on ODinW datasets, k-shot or full (spec §9, "ODinW fine-tuning logic"; FIBER's
+# FIBER-B fine-tuned on ODinW datasets, k-shot or full (FIBER's
 # tools/finetune.py with the fine_grained README command). Used through the protocol tool, which runs every
 # dataset x shot setting x seed and tabulates the test AP of each run's best checkpoint:
 #   python tools/odinw_finetune.py configs/odinw/fiber_b_odinw13_finetune.py CKPT --shots 1 3 5 10 0 \

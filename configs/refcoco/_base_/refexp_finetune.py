@@ -1,4 +1,4 @@
-# FIBER-B v3 fine-tuned on RefCOCO / RefCOCO+ / RefCOCOg (spec §9, refcoco.yaml), shared by
+# FIBER-B v3 fine-tuned on RefCOCO / RefCOCO+ / RefCOCOg (refcoco.yaml), shared by
 # ../fiber_b_v3_refcoco{,_plus,g}_finetune.py: from the refexp initialisation (the coarse-then-fine checkpoint
 # for referring expressions, converted), MDETR's finetune_<dataset>_train.json read as ODVG grounding data (the
 # expression is the caption, its box the one region), **no flip** (expressions say "left" and "right"), 20 epochs

@@ -1,4 +1,4 @@
-"""Resize and box clipping exactly as FIBER's reference pipeline (fiber_spec §7.1, §7.4; gotcha 2).
+"""Resize and box clipping exactly as FIBER's reference pipeline.
 
 Horizontal flip needs no new code: mmdet's ``RandomFlip_GLIP`` already flips xyxy boxes with the reference's "+1"
 convention (``x1' = W - x2 - 1``, ``x2' = W - x1 - 1``) and leaves the caption alone (tested in

@@ -1,4 +1,4 @@
-"""Detection sample -> FIBER grounding caption (fiber_spec §7.2, reference ``MB/data/datasets/od_to_grounding.py``).
+"""Detection sample -> FIBER grounding caption (reference ``MB/data/datasets/od_to_grounding.py``).
 
 The output has exactly the contract of mmdet's :class:`~mmdet.datasets.transforms.RandomSamplingNegPos`, so the
 detector treats FIBER's captions and Grounding-DINO's the same way:

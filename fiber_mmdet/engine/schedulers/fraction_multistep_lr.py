@@ -1,4 +1,4 @@
-"""FIBER's LR steps at fixed fractions of the training length (spec §9: x0.1 at 67 % and 89 %)."""
+"""FIBER's LR steps at fixed fractions of the training length (x0.1 at 67 % and 89 %)."""
 from typing import Sequence
 
 from mmengine.optim.scheduler import MultiStepLR

@@ -122,7 +122,7 @@ class RobertaIntermediate(nn.Module):
 
 
 class FusedRobertaLayer(nn.Module):
-    """A post-LN RoBERTa layer; with ``image_dims`` it also attends to image tokens (FIBER, spec §3).
+    """A post-LN RoBERTa layer; with ``image_dims`` it also attends to image tokens (FIBER).
 
     ``s = SelfAttn(h)``; fused: ``c = CrossAttn(query=s, key/value=image)`` (no LayerNorm of its own, no image
     mask) and ``h1 = LN(h + s + gate * c)``; otherwise ``h1 = LN(h + s)``; then

@@ -12,7 +12,7 @@ offset and mask gradients come from autograd. The semantics reproduced (mmcv ``m
   ``x <= -1`` or ``x >= W`` is 0 with zero gradient for its coordinates;
 * the sample is multiplied by ``mask[k]`` before the convolution with ``weight`` (C_out, C_in / groups, kh, kw);
 * each image's offset and mask buffers are read as flat arrays of the OUTPUT's spatial size: when the offset
-  is spatially larger than the output (the DyHead's coarser-level branch, spec §4.1), the prefix
+  is spatially larger than the output (the DyHead's coarser-level branch), the prefix
   ``offset[b].flatten()[:deform_groups * 2K * H_out * W_out]`` is what is used, and gradients land there only.
 
 Equal to mmcv up to rounding (float64 ~1e-14, float32 ~1e-6 relative). Where the bilinear cell changes (integer

@@ -1,5 +1,5 @@
 """The head's modulated deformable convolutions computed in float32 under AMP, as the original forces them
-(its DCN is decorated ``@custom_fwd(cast_inputs=torch.float32)``, spec §9), and on CPU tensors with the
+(its DCN is decorated ``@custom_fwd(cast_inputs=torch.float32)``), and on CPU tensors with the
 vectorised :func:`modulated_deform_conv2d_cpu` instead of mmcv's scalar CPU kernel."""
 import torch
 import torch.nn as nn
