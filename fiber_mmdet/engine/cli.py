@@ -5,6 +5,7 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -56,22 +57,21 @@ def load_runner_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-# an AMP wrapper -> the same without AMP, for machines without CUDA
-_FP32_WRAPPERS = {'AmpOptimWrapper': 'OptimWrapper', 'NonFiniteSkipAmpOptimWrapper': 'NonFiniteSkipOptimWrapper'}
-
-
 def amp_or_fp32(cfg: Config) -> bool:
-    """Keep an AMP optimizer wrapper where CUDA is available; without it (MMEngine's AMP wrapper asserts on a
-    CPU) train in fp32 with its non-AMP counterpart and say so. Returns whether the config was changed."""
+    """Keep the config's AMP optimizer wrapper where it can run; train in fp32 where it cannot, and say so.
+    Returns whether the config was changed.
+
+    ``NonFiniteSkipAmpOptimWrapper`` runs AMP on any device, the CPU included (torch's CPU loss scaler and
+    autocast, float16 or bfloat16), so it is kept. MMEngine's own ``AmpOptimWrapper`` asserts a GPU when it is
+    built: without CUDA it becomes ``OptimWrapper`` (fp32, its AMP arguments dropped)."""
     import torch
     from mmengine.logging import print_log
     wrapper = cfg.get('optim_wrapper') or {}
-    if wrapper.get('type') not in _FP32_WRAPPERS or torch.cuda.is_available():
+    if wrapper.get('type') not in ('AmpOptimWrapper', AmpOptimWrapper) or torch.cuda.is_available():
         return False
-    fp32 = _FP32_WRAPPERS[wrapper.type]
-    print_log(f'{wrapper.type} needs CUDA: training in fp32 with {fp32} on this machine', logger='current',
-              level=30)
-    wrapper.type = fp32
+    print_log('MMEngine\'s AmpOptimWrapper needs CUDA: training in fp32 with OptimWrapper on this machine (for AMP '
+              'on the CPU use optim_wrapper.type=NonFiniteSkipAmpOptimWrapper)', logger='current', level=30)
+    wrapper.type = 'OptimWrapper'
     for key in ('loss_scale', 'dtype', 'use_fsdp'):  # AmpOptimWrapper's own arguments
         wrapper.pop(key, None)
     return True

@@ -1,14 +1,16 @@
 """The AMP autocast type of the training recipes is one key, ``optim_wrapper.dtype`` (float16 as the original;
-bfloat16 recommended on Ampere and newer), that ``--cfg-options`` overrides and the built wrapper uses."""
+bfloat16 recommended on Ampere and newer), that ``--cfg-options`` overrides and the built wrapper uses; their AMP
+wrapper also runs on the CPU, where MMEngine's own ``AmpOptimWrapper`` is replaced by fp32 training."""
 import argparse
+import logging
 import os.path as osp
 
 import pytest
 import torch
-from mmengine.optim import AmpOptimWrapper, build_optim_wrapper
-from mmengine.optim.optimizer import amp_optimizer_wrapper
+from mmengine.logging import MMLogger
+from mmengine.optim import AmpOptimWrapper, OptimWrapper, build_optim_wrapper
 
-from fiber_mmdet.engine import NonFiniteSkipOptimWrapper
+from fiber_mmdet.engine import NonFiniteSkipAmpOptimWrapper
 from fiber_mmdet.engine.cli import add_runner_args, amp_or_fp32, load_runner_config
 from ..test_engine.conftest import ToyGroundingModel
 
@@ -28,8 +30,7 @@ def _load(repo_root, path, *options):
 
 
 @pytest.mark.parametrize('path', RECIPES)
-def test_recipes_build_an_amp_wrapper_of_the_configured_dtype(repo_root, path, monkeypatch):
-    monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available', lambda: True)  # the GPU-only assertion
+def test_recipes_build_an_amp_wrapper_of_the_configured_dtype(repo_root, path):
     model = ToyGroundingModel()
     default = _load(repo_root, path)
     assert default.optim_wrapper.dtype == 'float16' and default.optim_wrapper.loss_scale == 'dynamic'
@@ -43,9 +44,34 @@ def test_recipes_build_an_amp_wrapper_of_the_configured_dtype(repo_root, path, m
     assert wrapper._scale_update_param == 1.0  # no loss scaling: bfloat16 has float32's range
 
 
-def test_without_cuda_the_recipe_trains_in_fp32_whatever_the_dtype(repo_root, monkeypatch):
+def test_without_cuda_the_recipe_keeps_amp_of_its_dtype(repo_root, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    cfg = _load(repo_root, RECIPES[0], 'optim_wrapper.dtype=bfloat16')
-    assert amp_or_fp32(cfg)
+    model = ToyGroundingModel()
+    for dtype, scale in (('float16', 2.0**16), ('bfloat16', 1.0)):
+        cfg = _load(repo_root, RECIPES[0], f'optim_wrapper.dtype={dtype}')
+        assert not amp_or_fp32(cfg)
+        assert cfg.optim_wrapper.type == 'NonFiniteSkipAmpOptimWrapper' and cfg.optim_wrapper.dtype == dtype
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        assert type(wrapper) is NonFiniteSkipAmpOptimWrapper and wrapper.cast_dtype is getattr(torch, dtype)
+        assert wrapper.loss_scaler.get_scale() == scale
+        with wrapper.optim_context(model):  # torch.autocast('cpu', dtype)
+            assert torch.get_autocast_dtype('cpu') is getattr(torch, dtype) and torch.is_autocast_enabled('cpu')
+
+
+def test_without_cuda_mmengine_amp_wrapper_trains_in_fp32_and_says_so(repo_root, monkeypatch):
+    """MMEngine's ``AmpOptimWrapper`` asserts a GPU when it is built: on the CPU it becomes ``OptimWrapper``."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = _load(repo_root, RECIPES[0], 'optim_wrapper.type=AmpOptimWrapper', 'optim_wrapper.dtype=bfloat16')
+    logger, records = MMLogger.get_current_instance(), []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        assert amp_or_fp32(cfg)
+    finally:
+        logger.removeHandler(handler)
+    assert [(r.levelno, r.getMessage()) for r in records] == [(logging.WARNING, (
+        "MMEngine's AmpOptimWrapper needs CUDA: training in fp32 with OptimWrapper on this machine (for AMP on the "
+        'CPU use optim_wrapper.type=NonFiniteSkipAmpOptimWrapper)'))]
     assert 'dtype' not in cfg.optim_wrapper and 'loss_scale' not in cfg.optim_wrapper
-    assert type(build_optim_wrapper(ToyGroundingModel(), cfg.optim_wrapper)) is NonFiniteSkipOptimWrapper
+    assert type(build_optim_wrapper(ToyGroundingModel(), cfg.optim_wrapper)) is OptimWrapper
