@@ -1,12 +1,8 @@
-"""The toy FIBER (``configs/toy/fiber_toy.py``) trains with MMEngine's ``AmpOptimWrapper`` and tests with
-``TestLoop(fp16=True)`` under bfloat16 and float16 autocast on the CPU: finite losses, metrics, detections.
-
-MMEngine 0.10.7 keeps both from the CPU: ``AmpOptimWrapper.__init__`` asserts a GPU (and builds
-``torch.cuda.amp.GradScaler``), and ``mmengine.runner.amp.autocast`` asserts bfloat16 on the CPU (``TestLoop``
-and ``AmpOptimWrapper.optim_context`` both enter it). So here the wrapper's availability check is lifted, its
-scaler is torch's CPU ``GradScaler`` (``torch.amp.GradScaler('cpu')``: real loss scaling, skips included) and,
-for float16, MMEngine's ``autocast`` becomes ``torch.autocast('cpu', float16)``; the wrapper's and the loops'
-own logic is MMEngine's.
+"""The toy FIBER (``configs/toy/fiber_toy.py``) trains with ``NonFiniteSkipAmpOptimWrapper`` under bfloat16 and
+float16 autocast on the CPU (torch's CPU ``GradScaler`` and ``torch.autocast('cpu', dtype)``, nothing patched):
+finite losses, the bbox head computing in the autocast type. It then tests with ``TestLoop(fp16=True)``, which
+enters MMEngine's ``autocast``: on the CPU that is bfloat16 whatever the training type (MMEngine asserts
+bfloat16 there); the detections come out in float32 and the metrics are finite.
 """
 import copy
 import math
@@ -14,8 +10,9 @@ import math
 import pytest
 import torch
 from mmengine.hooks import Hook
-from mmengine.optim.optimizer import amp_optimizer_wrapper
-from mmengine.runner import Runner, amp, loops
+from mmengine.runner import Runner
+
+from fiber_mmdet.engine import NonFiniteSkipAmpOptimWrapper
 
 
 class Record(Hook):
@@ -38,23 +35,8 @@ class Record(Hook):
             self.detections.append((pred.bboxes.dtype, pred.scores.dtype, len(pred)))
 
 
-def _cpu_amp(monkeypatch, default_dtype: torch.dtype) -> None:
-    """Let MMEngine's AMP pieces run on the CPU, autocasting to ``default_dtype`` where they name no dtype
-    (see the module docstring). MMEngine's own ``autocast`` already runs bfloat16 on the CPU: it is kept."""
-
-    def autocast(device_type=None, dtype=None, enabled=True, cache_enabled=None):
-        return torch.autocast('cpu', dtype=dtype or default_dtype, enabled=enabled)
-
-    monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available', lambda: True)
-    monkeypatch.setattr(amp_optimizer_wrapper, 'GradScaler', lambda **kw: torch.amp.GradScaler('cpu', **kw))
-    if default_dtype != torch.bfloat16:
-        monkeypatch.setattr(amp, 'autocast', autocast)  # AmpOptimWrapper.optim_context imports it per call
-        monkeypatch.setattr(loops, 'autocast', autocast)  # TestLoop / ValLoop
-
-
 @pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
-def test_toy_trains_and_tests_under_autocast(toy_cfg, tmp_path, monkeypatch, dtype):
-    _cpu_amp(monkeypatch, getattr(torch, dtype))
+def test_toy_trains_and_tests_under_autocast(toy_cfg, tmp_path, dtype):
     cfg = copy.deepcopy(toy_cfg)
     cfg.work_dir = str(tmp_path)
     cfg.train_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
@@ -63,7 +45,7 @@ def test_toy_trains_and_tests_under_autocast(toy_cfg, tmp_path, monkeypatch, dty
         dataset.indices = 1
     cfg.train_cfg.update(max_iters=2, val_interval=100)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None  # no validation after the last iteration
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.type = 'NonFiniteSkipAmpOptimWrapper'
     cfg.optim_wrapper.dtype = dtype
     cfg.test_cfg = dict(type='TestLoop', fp16=True)
     cfg.model.test_cfg.score_thr = 0.0  # 2 steps from initialisation: every anchor scores about 0.01
@@ -75,15 +57,19 @@ def test_toy_trains_and_tests_under_autocast(toy_cfg, tmp_path, monkeypatch, dty
     runner.register_hook(record)
     runner.model.bbox_head.register_forward_hook(record.keep_head_dtype)
     runner.train()
-    assert isinstance(runner.optim_wrapper, amp_optimizer_wrapper.AmpOptimWrapper)
-    assert runner.optim_wrapper.cast_dtype == getattr(torch, dtype)
+    wrapper = runner.optim_wrapper
+    assert isinstance(wrapper, NonFiniteSkipAmpOptimWrapper) and wrapper.cast_dtype == getattr(torch, dtype)
+    # float16: dynamic loss scaling (from 2**16); bfloat16: a constant scale of 1
+    assert wrapper.loss_scaler.is_enabled() and wrapper.skipped_steps == 0
+    assert wrapper._scale_update_param == (None if dtype == 'float16' else 1.0)
+    assert wrapper.last_loss_scale == ((2.0**16, 2.0**16) if dtype == 'float16' else (1.0, 1.0))
     assert len(record.losses) == 2
     for losses in record.losses:
         assert all(math.isfinite(v) for v in losses.values()), losses
         assert losses['loss_cls'] > 0 and losses['loss_bbox'] > 0
 
     metrics = runner.test()
-    assert record.head_dtypes == {'train': {getattr(torch, dtype)}, 'test': {getattr(torch, dtype)}}
+    assert record.head_dtypes == {'train': {getattr(torch, dtype)}, 'test': {torch.bfloat16}}
     assert len(record.detections) == 3 and all(n > 0 for _, _, n in record.detections)
     assert {(b, s) for b, s, _ in record.detections} == {(torch.float32, torch.float32)}
     assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float)), metrics
