@@ -4,9 +4,10 @@
 
 Differences from MMDetection's ``tools/train.py``: ``fiber_mmdet`` is imported (its modules, hooks and
 optimizer constructor register even if the config has no ``custom_imports``); Runner checkpoints load on
-torch >= 2.6 (``--resume``, ``load_from``); ``--launcher pytorch`` also works on CPU (gloo); AMP
-(``NonFiniteSkipAmpOptimWrapper``, the recipes' and ``--amp``'s) also runs on the CPU, while a config with
-MMEngine's own ``AmpOptimWrapper`` trains in fp32 where there is no CUDA (that wrapper needs it).
+torch >= 2.6 (``--resume``, ``load_from``); ``--launcher pytorch`` also works on CPU (gloo); without
+CUDA, ``NonFiniteSkipAmpOptimWrapper`` with ``dtype='bfloat16'`` trains with AMP on the CPU, while float16 (the
+recipes' default, many times slower than fp32 on CPUs) and MMEngine's own ``AmpOptimWrapper`` (GPU only) train in
+fp32 and say so.
 
 Example::
 
