@@ -34,7 +34,7 @@ class FilteredODVGDataset(ODVGDataset):
     ``ODVGDataset`` reads both modes (OD with ``label_map_file``; VG with ``grounding.regions`` and their
     ``tokens_positive``) and already discards zero-area, < 1 px and fully-outside boxes, but keeps images that end
     up with no box at all (mmengine's default ``filter_data``). FIBER removes such images at construction (the
-    reference instead skips any batch with a box-less image, gotcha 33); this class does it when
+    reference instead skips any batch with a box-less image); this class does it when
     ``filter_cfg['filter_empty_gt']`` is true (the default here) and not in ``test_mode``, and logs the count.
     It also drops OD boxes whose label is not in the label map, and logs every box left out per reason
     (``box_drops``: outside the image, zero area, negative size, smaller than 1 px, unknown category); counting

@@ -94,7 +94,7 @@ def _groups(cfg, model):
 
 def test_odinw_and_coco_models_and_optimizer_groups_build(repo_root, tokenizer_dir):
     """FIBER-B from the ODinW run config: stage 0 and the patch embedding are frozen and not in the optimizer;
-    every other tensor has spec §9's lr / decay by its name."""
+    every other tensor has the original recipe's lr / decay by its name."""
     run = build_run_config(load(repo_root, ODINW), 'Aquarium', 1, 3, '.')
     model = _fiber_b(run, tokenizer_dir)
     groups = _groups(run, model)

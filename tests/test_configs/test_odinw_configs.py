@@ -10,7 +10,7 @@ from fiber_mmdet.utils.prompts import build_class_prompt
 
 DATASET_HELP = 'docs/datasets.md, section "Evaluation data", ODinW'
 
-# Spec §8.3: the 13 datasets (with their variants) and GLIP's odinw_13 override names.
+# ODinW-13: the 13 datasets (with their variants) and GLIP's odinw_13 override names.
 SPEC_ODINW13 = {
     'AerialMaritimeDrone_large': ('AerialMaritimeDrone/large/', ('boat', 'car', 'dock', 'jetski', 'lift')),
     'Aquarium': ('Aquarium/Aquarium Combined.v2-raw-1024.coco/',

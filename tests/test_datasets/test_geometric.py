@@ -1,4 +1,4 @@
-"""Resize, clip and flip exactly as the reference (fiber_spec §7.4, gotcha 2; flip "+1" convention)."""
+"""Resize, clip and flip exactly as the reference (the flip's "+1" convention included)."""
 import random
 
 import numpy as np

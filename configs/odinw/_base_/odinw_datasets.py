@@ -24,14 +24,14 @@ odinw_data_root = 'data/odinw/'
 #   renamed: the override names differ from the annotation file's own names. mmdet (CocoDataset, CocoMetric) looks the
 #            classes up by name, so these datasets read new_annotations_without_background.json, the file with the
 #            names rewritten by mmdet's configs/glip/odinw/override_category.py (run once on data/odinw/).
-#   odinw13_classes: names used in ODinW-13 instead (spec §8.3 = GLIP odinw_13 yamls; the annotation file's own
+#   odinw13_classes: names used in ODinW-13 instead (GLIP's odinw_13 yamls; the annotation file's own
 #            names, so ODinW-13 reads the unmodified annotations_without_background.json).
 #   caption_prompt: keyed by class name, optional 'prefix' / 'name' (replaces the class name in the caption) /
 #            'suffix' (fiber_mmdet.utils.build_class_prompt; the format of mmdet's GLIP). GLIP odinw_35 CAPTION_PROMPT
 #            (Aquarium: also FIBER's yaml) verbatim, spaces included: the original runs with
-#            DATASETS.USE_CAPTION_PROMPT True and does not clean the prompt texts (spec §13, gotcha 26). mmdet's
+#            DATASETS.USE_CAPTION_PROMPT True and does not clean the prompt texts. mmdet's
 #            configs drop the leading ' ' of Aquarium's 'fish' and EgoHands' 'hand', trim Aquarium's suffixes and
-#            leave Aquarium's prompt out. Only the four datasets of spec §8.3 have one; they keep it in ODinW-13
+#            leave Aquarium's prompt out. Only four ODinW-13 datasets have one; they keep it in ODinW-13
 #            (FIBER's Aquarium yaml has it; GLIP's odinw_13 yamls have none).
 __odinw_table = [
     dict(name='AerialMaritimeDrone_large', folder='AerialMaritimeDrone/large/', split='val',

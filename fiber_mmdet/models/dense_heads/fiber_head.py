@@ -1,4 +1,4 @@
-"""FIBER's language-aware DyHead: mmdet's GLIP head (no early fusion) made exact to the original (spec §4–6)."""
+"""FIBER's language-aware DyHead: mmdet's GLIP head (no early fusion) made exact to the original."""
 import copy
 from typing import List, Optional
 
@@ -56,9 +56,9 @@ class FIBERHead(ATSSVLFusionHead):
     ``ATSSVLFusionHead`` is what makes it exact to FIBER:
 
     * token targets are ``num_tokens`` wide (not ``feat_channels``); background anchors target the last token
-      column (the original's "no object" token, spec §5.1);
+      column (the original's "no object" token);
     * the normalisers are the original's: token and centerness losses by max(mean #positives over GPUs, 1),
-      the box loss by the mean centerness-target sum (spec §5.2); positives are the anchors ATSS matched,
+      the box loss by the mean centerness-target sum; positives are the anchors ATSS matched,
       even when their box's positive-map row is empty;
     * post-processing: candidates by class score > ``score_thr`` (before centerness), the per-level top
       ``nms_pre`` ranked by class score × centerness, score √(class × centerness), class-wise NMS in the resized
@@ -237,7 +237,7 @@ class FIBERHead(ATSSVLFusionHead):
                                 cfg: ConfigDict,
                                 rescale: bool = True,
                                 with_nms: bool = True) -> InstanceData:
-        """Detections of one image (spec §6). Labels are 0-based: label ``j`` is key ``j + 1`` of
+        """Detections of one image. Labels are 0-based: label ``j`` is key ``j + 1`` of
         ``token_positive_maps``; boxes are xyxy in original-image pixels when ``rescale``."""
         if not token_positive_maps:
             raise ValueError('FIBERHead needs a label→token map (token_positive_map) for every image')

@@ -1,4 +1,4 @@
-"""DropBlock as FIBER's FPN uses it (spec §2.4, gotcha 29)."""
+"""DropBlock as FIBER's FPN uses it."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

@@ -16,7 +16,7 @@ def test_fiber_b_parameter_count(repo_root, tokenizer_dir):
     cfg.model.language_model.update(name=None, config=ROBERTA_BASE, tokenizer=tokenizer_dir)
     model = MODELS.build(cfg.model)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    # spec §10: 252,055,304 in the original, which also has the dead 20,560-parameter cls_logits layer
+    # 252,055,304 in the original, which also has the dead 20,560-parameter cls_logits layer
     assert count(model) == 252_055_304 - 20_560
     assert count(model.backbone) == 99_479_422
     assert count(model.neck) == 3_409_920
