@@ -13,8 +13,8 @@ from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor
 
 from mmdet.registry import MODELS
-from ..layers import (AttentionMaskCache, CachedShiftWindowMSA, GeluLinearFFN, ImageTextCrossAttention,
-                      SDPAWindowMSA)
+from ...utils.lru_cache import LRUCache
+from ..layers import CachedShiftWindowMSA, GeluLinearFFN, ImageTextCrossAttention, SDPAWindowMSA
 
 #: ``text_layer_fn(step, text_hidden, image_tokens) -> new text_hidden`` runs the text layer paired with the
 #: ``step``-th fused image block (see :meth:`FusionSwinTransformer.forward_fused`).
@@ -37,7 +37,7 @@ class FusionSwinBlock(BaseModule):
         i2t_query_norm (bool): LayerNorm before the image→text query (FIBER v3).
         drop_path (float): Stochastic depth rate of this block.
         use_sdpa (bool): Fused attention kernels.
-        mask_cache (AttentionMaskCache, optional): Shifted-window masks shared with the other blocks.
+        mask_cache (LRUCache, optional): Shifted-window masks shared with the other blocks.
     """
 
     def __init__(self,
@@ -54,7 +54,7 @@ class FusionSwinBlock(BaseModule):
                  drop_path: float = 0.,
                  use_sdpa: bool = True,
                  norm_cfg: dict = dict(type='LN'),
-                 mask_cache: Optional[AttentionMaskCache] = None,
+                 mask_cache: Optional[LRUCache] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
@@ -252,7 +252,7 @@ class FusionSwinTransformer(BaseModule):
 
         fused = set(self.fusion_blocks)
         # the masks depend on the padded size, not on the block: one bounded store for all blocks
-        self.attn_mask_cache = AttentionMaskCache(attn_mask_cache_size)
+        self.attn_mask_cache = LRUCache(attn_mask_cache_size)
         dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
         self.stages = ModuleList()
         for i, (depth, heads, dims) in enumerate(zip(self.depths, self.num_heads, self.stage_dims)):

@@ -1,5 +1,4 @@
 """The FIBER detector: fusion-in-the-backbone vision-language ATSS."""
-from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -14,6 +13,7 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ...utils import (PromptError, build_class_prompt, build_positive_map, chunk_class_names,
                       label_to_token_indices)
 from ...utils.checkpoint_fit import check_checkpoint_fits
+from ...utils.lru_cache import LRUCache
 from ...utils.grounding_prompts import (check_class_names, check_expression, entity_names, resolve_phrases,
                                         split_class_names)
 from ..backbones.fusion_swin import SwinState
@@ -121,7 +121,7 @@ class FIBER(SingleStageDetector):
             raise ValueError(f'model.checkpoint_fit: unknown key(s) {sorted(unknown)}; expected allow_partial, '
                              'allowed_missing, allowed_unexpected')
         self._prompt_cache: Dict[str, List[Prompt]] = {}
-        self._text_cache: 'OrderedDict[TextCacheKey, Tuple[dict, Tensor]]' = OrderedDict()
+        self._text_cache = LRUCache(64)  # TextCacheKey -> (tokens, states); test_cfg.text_cache_size at use
         self.tuning_mode = tuning_mode
         mode = get_tuning_mode(tuning_mode)
         if mode.prompt_bias:
@@ -330,17 +330,15 @@ class FIBER(SingleStageDetector):
     def _text_free_text(self, caption: str, device) -> Tuple[dict, Tensor]:
         """Tokenised caption (1, T) and its text-free states (1, T, D), from the prompt cache when allowed."""
         cacheable = not self.training  # training changes the weights
-        key = self._text_cache_key(caption, device)
-        if cacheable and key in self._text_cache:
-            self._text_cache.move_to_end(key)
-            return self._text_cache[key]
-        tok = self.language_model.tokenize([caption], device=device)
-        entry = (tok, self.language_model.forward_text_only(tok['input_ids'], tok['attention_mask']))
-        if cacheable:
-            self._text_cache[key] = entry
-            while len(self._text_cache) > self.test_cfg.get('text_cache_size', 64):
-                self._text_cache.popitem(last=False)
-        return entry
+
+        def compute() -> Tuple[dict, Tensor]:
+            tok = self.language_model.tokenize([caption], device=device)
+            return tok, self.language_model.forward_text_only(tok['input_ids'], tok['attention_mask'])
+
+        if not cacheable:
+            return compute()
+        self._text_cache.max_entries = self.test_cfg.get('text_cache_size', 64)
+        return self._text_cache.get(self._text_cache_key(caption, device), compute)
 
     def _predict_plain(self, batch_inputs: Tensor, batch_data_samples: SampleList, prompts: List[List[Prompt]],
                        rescale: bool) -> List[List[InstanceData]]:

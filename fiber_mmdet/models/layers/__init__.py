@@ -1,10 +1,10 @@
 from .deform_conv_cpu import modulated_deform_conv2d_cpu
 from .fp32_deform_conv import FP32ModulatedDeformConv2d, use_fp32_deform_convs
 from .image_text_cross_attention import ImageTextCrossAttention
-from .window_attention import AttentionMaskCache, CachedShiftWindowMSA, SDPAWindowMSA
+from .window_attention import CachedShiftWindowMSA, SDPAWindowMSA
 
 __all__ = [
-    'AttentionMaskCache', 'FP32ModulatedDeformConv2d', 'ImageTextCrossAttention', 'CachedShiftWindowMSA',
+    'FP32ModulatedDeformConv2d', 'ImageTextCrossAttention', 'CachedShiftWindowMSA',
     'SDPAWindowMSA',
     'modulated_deform_conv2d_cpu', 'use_fp32_deform_convs'
 ]

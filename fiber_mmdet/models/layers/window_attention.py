@@ -6,11 +6,12 @@ mmpretrain's ``WindowMSA`` / ``ShiftWindowMSA`` own the parameters (``qkv``, ``p
 evaluated (:func:`softmax_attention`: ``F.scaled_dot_product_attention``'s fused kernels, and in CPU training
 no stored attention probabilities) and stop rebuilding the shifted-window mask on every call.
 """
-from collections import OrderedDict
-from typing import Callable, Optional, Tuple
+from typing import Optional
 
 from mmpretrain.models.utils.attention import ShiftWindowMSA, WindowMSA
 from torch import Tensor
+
+from ...utils.lru_cache import LRUCache
 
 from .softmax_attention import softmax_attention
 
@@ -67,57 +68,24 @@ class SDPAWindowMSA(WindowMSA):
         return self.proj_drop(self.proj(out))
 
 
-class AttentionMaskCache:
-    """A least-recently-used store of shifted-window masks, bounded to ``max_entries``.
-
-    A mask is (num_windows, N, N) float32, e.g. 39 MB for one 1333x800 image's first Swin stage (window 12);
-    under multi-scale training or a demo that sees images of every size an unbounded store would keep one per
-    padded size for good. Keys hold the padded size, window, shift and device (the mask is always built in
-    float32 and cast to the query's dtype at use, so it does not depend on the autocast state).
-
-    Args:
-        max_entries (int): Masks kept at most (at least 1). Defaults to 32: a forward needs one per shifted
-            stage (4), so 8 recent input sizes.
-    """
-
-    def __init__(self, max_entries: int = 32) -> None:
-        if max_entries < 1:
-            raise ValueError(f'the attention-mask cache needs max_entries >= 1, got {max_entries}')
-        self.max_entries = max_entries
-        self._masks: 'OrderedDict[Tuple, Optional[Tensor]]' = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._masks)
-
-    def clear(self) -> None:
-        self._masks.clear()
-
-    def get(self, key: Tuple, build: Callable[[], Optional[Tensor]]) -> Optional[Tensor]:
-        """The mask stored under ``key``, else ``build()`` stored (dropping the least recently used)."""
-        if key in self._masks:
-            self._masks.move_to_end(key)
-            return self._masks[key]
-        mask = build()
-        self._masks[key] = mask
-        while len(self._masks) > self.max_entries:
-            self._masks.popitem(last=False)
-        return mask
-
-
 class CachedShiftWindowMSA(ShiftWindowMSA):
-    """mmpretrain's ``ShiftWindowMSA`` whose shifted-window masks come from an :class:`AttentionMaskCache`.
+    """mmpretrain's ``ShiftWindowMSA`` whose shifted-window masks come from a bounded store.
 
     The mask depends only on the padded feature-map size, the window and the shift, never on the weights, so
-    the blocks of a backbone share one cache (``mask_cache``); without one, the module keeps its own.
+    the blocks of a backbone share one cache (``mask_cache``); without one, the module keeps its own. A mask is
+    (num_windows, N, N) float32, e.g. 39 MB for one 1333x800 image's first Swin stage (window 12), so the store
+    is bounded (least recently used dropped). Keys hold the padded size, window, shift and device: the mask is
+    always built in float32 and cast to the query's dtype at use, so it does not depend on the autocast state.
 
     Args:
-        mask_cache (AttentionMaskCache, optional): Shared mask store. Defaults to a new one of 32 entries.
+        mask_cache (LRUCache, optional): Shared mask store. Defaults to a new one of 32 entries (a forward
+            needs one per shifted stage, 4, so 8 recent input sizes).
         **kwargs: Arguments of :class:`mmpretrain.models.utils.ShiftWindowMSA`.
     """
 
-    def __init__(self, *args, mask_cache: Optional[AttentionMaskCache] = None, **kwargs) -> None:
+    def __init__(self, *args, mask_cache: Optional[LRUCache] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.mask_cache = AttentionMaskCache() if mask_cache is None else mask_cache
+        self.mask_cache = LRUCache(32) if mask_cache is None else mask_cache
 
     def get_attn_mask(self, hw_shape, window_size, shift_size, device=None):  # noqa: D102
         if shift_size == 0:  # unshifted windows need no mask: nothing to store

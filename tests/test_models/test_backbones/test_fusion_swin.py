@@ -166,14 +166,14 @@ def test_shift_mask_cache_is_bounded_shared_and_changes_no_output():
     with torch.no_grad():
         first = m(x, text, mask)
         assert len(m.attn_mask_cache) == 3  # one per padded size of the shifted blocks: 21², 14², 7² (twice)
-        first_keys = list(m.attn_mask_cache._masks)
+        first_keys = list(m.attn_mask_cache)
         attn = m.stages[0].blocks[1].attn
         for k in range(4, 20):  # 16 more padded sizes, as a multi-scale run or a demo meets them
             attn.get_attn_mask((7 * k, 7 * (k + 1)), 7, 3, 'cpu')
             assert len(m.attn_mask_cache) <= 5
         m(torch.randn(1, 3, 100, 160), text, mask)
         assert len(m.attn_mask_cache) == 5
-        assert first_keys[0] == ((21, 21), 7, 3, 'cpu') and first_keys[0] not in m.attn_mask_cache._masks
+        assert first_keys[0] == ((21, 21), 7, 3, 'cpu') and first_keys[0] not in m.attn_mask_cache
         again = m(x, text, mask)
     for a, b in zip(first, again):
         assert torch.equal(a, b)
