@@ -14,6 +14,9 @@ from torch import Tensor
 # OpenMMLab's nn.Unfold-based PatchMerging orders channels as c * 4 + (2 * row + col).
 _UNFOLD_FROM_CONCAT = [0, 2, 1, 3]
 
+# our names of the PatchMerging tensors whose last dimension is in the reference's concat order
+_MERGING = re.compile(r'downsample\.(reduction\.weight|norm\.weight|norm\.bias)$')
+
 
 def concat_to_unfold_order(t: Tensor) -> Tensor:
     """Reorder the last dimension (4C, concat order) of a PatchMerging weight or norm to nn.Unfold order."""
@@ -147,7 +150,7 @@ def convert_fiber_state_dict(state: Dict[str, Tensor], coarse: bool = False) -> 
         if new is None:
             (dropped if coarse else unknown).append(key)
             continue
-        if re.search(r'downsample\.(reduction\.weight|norm\.weight|norm\.bias)$', new):
+        if _MERGING.search(new):
             value = concat_to_unfold_order(value)
         out[new] = value
     if unknown:
@@ -176,35 +179,3 @@ def load_converted_state_dict(model: torch.nn.Module, state_dict: Dict[str, Tens
     if missing or unexpected:
         raise RuntimeError(f'checkpoint does not match the model: {len(missing)} missing {missing[:10]}, '
                            f'{len(unexpected)} unexpected {unexpected[:10]}')
-
-
-def convert_swin_state_dict(state: Dict[str, Tensor], num_stages: int = 4) -> ConversionResult:
-    """Official Swin (microsoft/Swin-Transformer) classification weights -> :class:`FusionSwinTransformer`.
-
-    FIBER's image body uses the official Swin names, so the same rules apply; the classifier ``head.*`` and
-    recomputed buffers are dropped, and the final ``norm`` becomes the last stage's output norm. Weights already
-    in our layout (optionally prefixed ``backbone.``) pass through.
-    """
-    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-    if any(k.startswith('backbone.stages.') for k in state):
-        ours = OrderedDict((k[len('backbone.'):], v) for k, v in state.items() if k.startswith('backbone.'))
-        return ConversionResult(ours, [k for k in state if not k.startswith('backbone.')], detect_version(state))
-    if any(k.startswith('stages.') for k in state):
-        return ConversionResult(OrderedDict(state), [], detect_version(state))
-    rules = _SWIN_RULES + [(r'^norm\.', f'norm{num_stages - 1}.')]
-    out: 'OrderedDict[str, Tensor]' = OrderedDict()
-    dropped, unknown = [], []
-    for key, value in state.items():
-        if key.startswith('head.') or key.endswith(('relative_position_index', 'attn_mask')):
-            dropped.append(key)
-            continue
-        new = _apply(rules, key)
-        if new is None:
-            unknown.append(key)
-            continue
-        if re.search(r'downsample\.(reduction\.weight|norm\.weight|norm\.bias)$', new):
-            value = concat_to_unfold_order(value)
-        out[new] = value
-    if unknown:
-        raise ValueError(f'{len(unknown)} key(s) are not Swin Transformer weights: {unknown[:20]}')
-    return ConversionResult(out, dropped, detect_version(state))

@@ -26,7 +26,7 @@ from typing import Dict, Mapping, NamedTuple
 
 from torch import Tensor
 
-from .fiber_checkpoint import _SWIN_RULES, _apply, concat_to_unfold_order
+from .fiber_checkpoint import _MERGING, _SWIN_RULES, _apply, concat_to_unfold_order
 
 LAYOUTS = ('official', 'timm', 'mmpretrain')
 
@@ -35,21 +35,17 @@ CLASSIFIER = 'image classifier, not part of the detector'
 RECOMPUTED = 'buffer recomputed from the window size'
 NOT_BACKBONE = 'not part of the image backbone'
 
-_MERGING = re.compile(r'downsample\.(reduction\.weight|norm\.weight|norm\.bias)$')
-
 
 class SwinConversion(NamedTuple):
-    """Converted weights and where each came from.
+    """Converted weights and the file keys left out.
 
     Attributes:
         layout: the detected (or given) layout, one of :data:`LAYOUTS`.
         state_dict: weights under :class:`FusionSwinTransformer` names (no ``backbone.`` prefix).
-        sources: our key -> the file's key it was converted from.
         dropped: file key -> why it is not loaded.
     """
     layout: str
     state_dict: 'OrderedDict[str, Tensor]'
-    sources: Dict[str, str]
     dropped: Dict[str, str]
 
 
@@ -100,7 +96,6 @@ def convert_swin_layout(state: Mapping[str, Tensor], num_stages: int = 4, layout
         raise ValueError(f'unknown Swin checkpoint layout {layout!r}; expected one of {LAYOUTS} or "auto"')
     rules = _SWIN_RULES + [(r'^norm\.', f'norm{num_stages - 1}.')]
     out: 'OrderedDict[str, Tensor]' = OrderedDict()
-    sources: Dict[str, str] = {}
     dropped: Dict[str, str] = {}
     unknown = []
     for key, value in state.items():
@@ -126,8 +121,7 @@ def convert_swin_layout(state: Mapping[str, Tensor], num_stages: int = 4, layout
             if _MERGING.search(new):
                 value = concat_to_unfold_order(value)
         out[new] = value
-        sources[new] = key
     if unknown:
         raise ValueError(f'{len(unknown)} key(s) of the {layout}-layout Swin checkpoint have no counterpart in the '
                          f'backbone: {unknown[:20]}')
-    return SwinConversion(layout, out, sources, dropped)
+    return SwinConversion(layout, out, dropped)
