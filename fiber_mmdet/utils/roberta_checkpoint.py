@@ -31,9 +31,8 @@ _DROPPED = ((r'^lm_head\.', MLM_HEAD), (r'^pooler\.', POOLER), (r'^(classifier|q
 
 
 class RobertaConversion(NamedTuple):
-    """Converted weights and where each came from (see :class:`SwinConversion`)."""
+    """Converted weights (``FusedRobertaModel`` names) and the file keys left out, each with its reason."""
     state_dict: 'OrderedDict[str, Tensor]'
-    sources: Dict[str, str]
     dropped: Dict[str, str]
 
 
@@ -84,20 +83,15 @@ def read_weight_files(name: str) -> Tuple[Dict[str, Tensor], List[str]]:
     return state, files
 
 
-def convert_roberta_state_dict(state: Mapping[str, Tensor], model_keys: List[str]) -> RobertaConversion:
+def convert_roberta_state_dict(state: Mapping[str, Tensor]) -> RobertaConversion:
     """Map a RoBERTa (or RoBERTa task model) state dict onto ``FusedRobertaModel`` keys.
 
     ``roberta.`` prefixes go, old ``LayerNorm.gamma`` / ``beta`` names become ``weight`` / ``bias``; the heads, the
-    pooler and recomputed buffers are dropped with their reason.
-
-    Raises:
-        ValueError: file keys that are none of these and not in ``model_keys`` (named).
+    pooler and recomputed buffers are dropped with their reason. Every other key is kept: the caller checks them
+    against the model, so a key the model does not have is reported there, by name.
     """
-    model_keys = set(model_keys)
     out: 'OrderedDict[str, Tensor]' = OrderedDict()
-    sources: Dict[str, str] = {}
     dropped: Dict[str, str] = {}
-    unknown = []
     for key, value in state.items():
         new = key[len(_BASE_PREFIX):] if key.startswith(_BASE_PREFIX) else key
         reason = next((why for pattern, why in _DROPPED if re.search(pattern, new)), None)
@@ -105,12 +99,5 @@ def convert_roberta_state_dict(state: Mapping[str, Tensor], model_keys: List[str
             dropped[key] = reason
             continue
         new = re.sub(r'LayerNorm\.gamma$', 'LayerNorm.weight', re.sub(r'LayerNorm\.beta$', 'LayerNorm.bias', new))
-        if new not in model_keys:
-            unknown.append(key)
-            continue
         out[new] = value
-        sources[new] = key
-    if unknown:
-        raise ValueError(f'{len(unknown)} key(s) of the RoBERTa weights have no counterpart in the text model: '
-                         f'{unknown[:20]}')
-    return RobertaConversion(out, sources, dropped)
+    return RobertaConversion(out, dropped)

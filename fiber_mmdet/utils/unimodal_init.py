@@ -14,6 +14,8 @@ from typing import Dict, List, Mapping
 
 from torch import Tensor, nn
 
+from .checkpoint_fit import compare_state_dicts
+from .fiber_checkpoint import unwrap_checkpoint
 from .roberta_checkpoint import convert_roberta_state_dict, read_weight_files
 from .swin_checkpoint_layouts import convert_swin_layout
 
@@ -49,7 +51,7 @@ class InitReport:
 
 def read_checkpoint_state(path: str) -> Dict[str, Tensor]:
     """The weights in a checkpoint file: ``.safetensors``, or anything MMEngine's ``CheckpointLoader`` reads (local
-    ``.pth``, URLs); ``state_dict`` / ``model`` wrappers are unwrapped.
+    ``.pth``, URLs); ``state_dict`` / ``model`` wrappers and ``module.`` prefixes are removed.
 
     Raises:
         FileNotFoundError: a local path that does not exist (named, with the config key it comes from).
@@ -62,10 +64,7 @@ def read_checkpoint_state(path: str) -> Dict[str, Tensor]:
         return load_file(path)
     from mmengine.runner.checkpoint import CheckpointLoader
     ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(ckpt, dict) and isinstance(ckpt.get(wrapper), Mapping):
-            return dict(ckpt[wrapper])
-    return dict(ckpt)
+    return dict(unwrap_checkpoint(ckpt))
 
 
 def _check_fit(module: nn.Module, state: Mapping[str, Tensor], report: InitReport, what: str) -> InitReport:
@@ -74,16 +73,16 @@ def _check_fit(module: nn.Module, state: Mapping[str, Tensor], report: InitRepor
     Raises:
         ValueError: keys the module does not have, or tensors of another shape (named).
     """
-    own = module.state_dict()
-    unexpected = [k for k in state if k not in own]
-    if unexpected:
-        raise ValueError(f'{report.source} has weights that {what} does not: {unexpected[:10]}')
-    bad = [f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}' for k, v in state.items()
-           if tuple(v.shape) != tuple(own[k].shape)]
-    if bad:
+    # only the module's own recomputed buffers may be absent; every key of the converted file must be a weight
+    fit = compare_state_dicts(module.state_dict(), state, allowed_missing=tuple(f'{b}$' for b in _OWN_BUFFERS),
+                              allowed_unexpected=())
+    if fit.unexpected:
+        raise ValueError(f'{report.source} has weights that {what} does not: {fit.unexpected[:10]}')
+    if fit.mismatched:
+        bad = [f'{k}: file {file_shape} vs model {model_shape}' for k, file_shape, model_shape in fit.mismatched]
         raise ValueError(f'{report.source} does not fit {what} (another model size or window size?): {bad[:5]}')
     report.loaded = list(state)
-    report.new = [k for k in own if k not in state and not k.endswith(_OWN_BUFFERS)]
+    report.new = fit.missing
     return report
 
 
@@ -120,7 +119,7 @@ def load_roberta_pretrained(text_model: nn.Module, name: str) -> InitReport:
         ValueError: RoBERTa weights missing from the file, or file keys the model does not have (named).
     """
     state, files = read_weight_files(name)
-    conversion = convert_roberta_state_dict(state, list(text_model.state_dict()))
+    conversion = convert_roberta_state_dict(state)
     report = InitReport(name, 'transformers', dropped=dict(conversion.dropped))
     _check_fit(text_model, conversion.state_dict, report, 'the FusedRoberta text model')
     missing = [k for k in report.new if 'crossattention_t2i' not in k and 'alpha_t2i' not in k]
