@@ -45,7 +45,6 @@ import time
 from typing import Callable, Dict, List, Optional
 
 import torch
-from mmengine.config import Config
 
 ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                     intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
@@ -96,6 +95,14 @@ def cuda_device(device: str) -> Optional[torch.device]:
     memory statistics act on the current device (cuda:0), not the one the model runs on."""
     parsed = torch.device(device)
     return parsed if parsed.type == 'cuda' else None
+
+
+def select_device(device: str) -> None:
+    """Make ``cuda:N`` the current CUDA device, so that what the model, the Runner and mmdet create on 'cuda'
+    lands on the device given (nothing for 'cuda', which is the current one already, or other devices)."""
+    cuda = cuda_device(device)
+    if cuda is not None and cuda.index is not None and torch.cuda.is_available():
+        torch.cuda.set_device(cuda)
 
 
 def peak_memory_mib(device: str) -> float:
@@ -222,6 +229,7 @@ def build(args: argparse.Namespace):
     from mmdet.registry import MODELS
     from mmdet.structures import DetDataSample
     from mmdet.utils import register_all_modules
+    from mmengine.config import Config
     from mmengine.structures import InstanceData
 
     import fiber_mmdet  # noqa: F401
@@ -260,9 +268,7 @@ def run_phase(args: argparse.Namespace, phase: str) -> Dict[str, float]:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
-    cuda = cuda_device(device)
-    if cuda is not None and cuda.index is not None:
-        torch.cuda.set_device(cuda)  # tensors the model makes with device='cuda' land there too
+    select_device(device)
     model, img, sample = build(args)
     dtype = {'none': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.amp]
     autocast = torch.autocast(device_type='cuda' if device.startswith('cuda') else 'cpu', dtype=dtype,

@@ -31,7 +31,8 @@ import torch
 from mmengine.config import Config
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark import ROBERTA_BASE, cuda_device, peak_memory_mib, reset_peak_memory, synchronize  # noqa: E402
+from benchmark import (ROBERTA_BASE, peak_memory_mib, reset_peak_memory, select_device,  # noqa: E402
+                       synchronize)
 
 
 def parse_args():
@@ -65,9 +66,7 @@ def main() -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    cuda = cuda_device(args.device)
-    if cuda is not None and cuda.index is not None:
-        torch.cuda.set_device(cuda)  # tensors the model makes with device='cuda' land there too
+    select_device(args.device)
     from mmdet.registry import MODELS
     from mmdet.structures import DetDataSample
     from mmdet.utils import register_all_modules

@@ -140,17 +140,11 @@ def prompts_command(args: argparse.Namespace) -> List[str]:
 
 def ddp_command(args: argparse.Namespace, work: str, data_root: str, result: str, iters: int) -> List[str]:
     amp = ['--amp', 'fp16'] if args.device.startswith('cuda') else []
-    return [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
-            '--master_port', str(free_port()), osp.join(HERE, 'gpu_check_steps.py'), 'ddp-worker',
+    # --standalone: a local rendezvous on a port torchrun picks itself, so no port is chosen here and raced for
+    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+            osp.join(HERE, 'gpu_check_steps.py'), 'ddp-worker',
             '--device', args.device, '--data-root', data_root, '--work-dir', osp.join(work, 'ddp'),
             '--result', result, '--iters', str(iters)] + amp
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def bench_line(result: dict, tag: str) -> str:
@@ -258,12 +252,13 @@ def prompts_step(args: argparse.Namespace, work: str, log) -> List[str]:
 def run_steps(args: argparse.Namespace, summary: Summary, work: str, log) -> None:
     """Each step in turn, its lines added to the summary as soon as it ends; an exception is its FAIL line."""
     import gpu_check_steps as steps
+    from benchmark import select_device
     device = args.device
     python_steps = dict(env=(steps.step_env, device), tf32=(steps.step_tf32, device),
                         dcn=(steps.step_dcn, device), parity=(steps.step_parity, device),
                         autocast=(steps.step_autocast_predict, device), train=(steps.step_train, device, work))
     command_steps = dict(ddp=ddp_step, bench=bench_step, prompts=prompts_step)
-    steps.select_device(device)
+    select_device(device)
     for name in args.steps:
         start = time.perf_counter()
         log.write(f'\n===== step {name} =====\n')

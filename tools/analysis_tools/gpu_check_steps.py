@@ -35,20 +35,6 @@ class Line(NamedTuple):
         return f'{self.status} {self.name}: {self.key}'
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    """max |a - b| / max |b|, in float64 on the CPU."""
-    a, b = a.detach().double().cpu(), b.detach().double().cpu()
-    scale = b.abs().max().item()
-    return (a - b).abs().max().item() / (scale if scale > 0 else 1.)
-
-
-def select_device(device: str) -> None:
-    """Make ``cuda:N`` the current device, so that what the Runner and mmdet put on 'cuda' lands there too."""
-    parsed = torch.device(device)
-    if parsed.type == 'cuda' and parsed.index is not None and torch.cuda.is_available():
-        torch.cuda.set_device(parsed)
-
-
 # ------------------------------------------------------------------------------------------------------ env
 REQUIRED = ('torch', 'mmengine', 'mmcv', 'mmdet', 'transformers', 'tokenizers', 'pycocotools', 'lvis', 'cv2')
 
@@ -94,13 +80,13 @@ def step_env(device: str) -> List[Line]:
 # ------------------------------------------------------------------------------------------------------ tf32
 def step_tf32(device: str) -> List[Line]:
     """TF32 off (as for every parity step), and proven off: float32 matmul and convolution against float64."""
-    from reference_parity import disable_tf32
+    from reference_parity import disable_tf32, relative_error
     disable_tf32(device)
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(512, 512, generator=g), torch.randn(512, 512, generator=g)
     x, w = torch.randn(2, 64, 32, 32, generator=g), torch.randn(64, 64, 3, 3, generator=g)
-    mm = _rel((a.to(device) @ b.to(device)), a.double() @ b.double())
-    conv = _rel(torch.nn.functional.conv2d(x.to(device), w.to(device), padding=1),
+    mm = relative_error((a.to(device) @ b.to(device)), a.double() @ b.double())
+    conv = relative_error(torch.nn.functional.conv2d(x.to(device), w.to(device), padding=1),
                 torch.nn.functional.conv2d(x.double(), w.double(), padding=1))
     ok = mm < 1e-5 and conv < 1e-5
     return [Line('PASS' if ok else 'FAIL', 'tf32_off',
@@ -112,6 +98,7 @@ def step_dcn(device: str) -> List[Line]:
     """The head's deformable convolution on ``device`` (CUDA: mmcv's kernel) against the vectorised CPU one in
     float64, forward and all gradients; and its FLOPs counted once by ``benchmark.FlopCount``."""
     from benchmark import FlopCount
+    from reference_parity import relative_error
 
     from fiber_mmdet.models.layers.deform_conv_cpu import modulated_deform_conv2d_cpu
     from fiber_mmdet.models.layers.fp32_deform_conv import FP32ModulatedDeformConv2d
@@ -129,13 +116,14 @@ def step_dcn(device: str) -> List[Line]:
     bias = conv.bias.detach().double().cpu().requires_grad_()
     ref = modulated_deform_conv2d_cpu(*ref_leaves, weight, bias, 1, 1, 1, 1, 1)
     ref.square().sum().backward()
-    errs = dict(out=_rel(out, ref), x=_rel(leaves[0].grad, ref_leaves[0].grad),
-                offset=_rel(leaves[1].grad, ref_leaves[1].grad), mask=_rel(leaves[2].grad, ref_leaves[2].grad),
-                weight=_rel(conv.weight.grad, weight.grad))
+    errs = dict(out=relative_error(out, ref), x=relative_error(leaves[0].grad, ref_leaves[0].grad),
+                offset=relative_error(leaves[1].grad, ref_leaves[1].grad),
+                mask=relative_error(leaves[2].grad, ref_leaves[2].grad),
+                weight=relative_error(conv.weight.grad, weight.grad))
     worst = max(errs.values())
     with torch.no_grad(), FlopCount(conv, backward=False) as flops:
         conv(*[t.detach() for t in leaves])
-    dense = 2 * out.numel() * 16 * 9  # 2 x Cout x Hout x Wout x B x Cin x k²
+    dense = FlopCount.dense_flops(conv, out)
     ok = worst < 1e-4 and flops.total == dense
     figures = ', '.join(f'{k} {v:.1e}' for k, v in errs.items())
     return [Line('PASS' if ok else 'FAIL', 'deform_conv',
@@ -164,17 +152,12 @@ def step_parity(device: str) -> List[Line]:
 
 
 # ------------------------------------------------------------------------------------------------------ autocast
-def _box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    lt, rb = torch.max(a[:, None, :2], b[None, :, :2]), torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area = lambda t: (t[:, 2:] - t[:, :2]).clamp(min=0).prod(-1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None] - inter).clamp(min=1e-9)
-
-
 def step_autocast_predict(device: str, amps=('fp16', 'bf16')) -> List[Line]:
     """``model.predict`` of the fixture model under autocast against float32: boxes present and finite, the
     float32 detections found again (same label, IoU >= 0.8), head logits close."""
     import gpu_parity
+    from mmdet.structures.bbox import bbox_overlaps
+    from reference_parity import relative_error
     lines = []
     ref = gpu_parity.load_reference()
     inputs = ref['inputs']
@@ -199,11 +182,11 @@ def step_autocast_predict(device: str, amps=('fp16', 'bf16')) -> List[Line]:
             finite &= bool(torch.isfinite(p.bboxes).all() and torch.isfinite(p.scores).all())
             finite &= p.bboxes.dtype == torch.float32 and p.scores.dtype == torch.float32
             if len(p) and len(r):
-                iou = _box_iou(r.bboxes.float(), p.bboxes.float())
+                iou = bbox_overlaps(r.bboxes.float(), p.bboxes.float())
                 iou[r.labels[:, None] != p.labels[None, :]] = 0
                 found += int((iou.max(dim=1).values >= 0.8).sum())
             total += len(r)
-        logit_err = max(_rel(a, b) for a, b in zip(head, head32))
+        logit_err = max(relative_error(a, b) for a, b in zip(head, head32))
         share = found / max(total, 1)
         ok = min(counts) > 0 and finite and share >= 0.8 and logit_err < 0.05
         lines.append(Line('PASS' if ok else 'FAIL', f'predict_{amp}',

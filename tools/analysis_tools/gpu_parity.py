@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from reference_parity import Report  # noqa: E402
+from reference_parity import Report, compare_features, img_metas  # noqa: E402
 
 FIXTURE_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'fixtures', 'gpu_parity')
 CLASSES = ['red circle', 'blue square', 'green triangle', 'yellow diamond']
@@ -98,9 +98,8 @@ def data_samples(inputs: dict, device: str, with_gt: bool) -> list:
     from mmengine.structures import InstanceData
     padded = tuple(inputs['images'].shape[-2:])
     samples = []
-    for i, (h, w) in enumerate(inputs['sizes']):
-        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=padded,
-                                        batch_input_shape=padded, scale_factor=(1., 1.)))
+    for i, meta in enumerate(img_metas(inputs['sizes'], padded)):
+        s = DetDataSample(metainfo=meta)
         s.text = list(CLASSES)
         if with_gt:
             s.gt_instances = InstanceData(bboxes=inputs['gt_boxes'][i].to(device),
@@ -169,10 +168,8 @@ def compare(ours: dict, ref: dict, feature_rtol: float = FEATURE_RTOL, loss_rtol
             box_atol: float = BOX_ATOL, score_atol: float = SCORE_ATOL) -> Report:
     """Every stored output of ``ref`` against ``ours`` (from :func:`run_outputs`), as report rows."""
     report = Report()
-    for key in ('fpn', 'dot_product_logits', 'bbox_reg', 'centerness'):
-        for level, (o, r) in enumerate(zip(ours[key], ref[key])):
-            report.tensor(f'{key}[{level}]', o, r, rtol=feature_rtol)
-    report.tensor('text_hidden', ours['text_hidden'], ref['text_hidden'], rtol=feature_rtol)
+    compare_features(report, '', ours, ref, ('fpn', 'dot_product_logits', 'bbox_reg', 'centerness', 'text_hidden'),
+                     rtol=feature_rtol)
     for name, r in ref['losses'].items():
         report.tensor(name, ours['losses'][name].reshape(1), r.reshape(1), rtol=loss_rtol)
     for i, (o, r) in enumerate(zip(ours['detections'], ref['detections'])):
@@ -216,8 +213,7 @@ def stable_under_noise(model, inputs: dict, reference: dict, rel: float = 1e-5, 
     problems = []
     g = torch.Generator().manual_seed(1)
     padded = list(inputs['images'].shape[-2:])
-    metas = [dict(img_shape=tuple(s), ori_shape=tuple(s), pad_shape=tuple(padded), batch_input_shape=tuple(padded),
-                  scale_factor=(1., 1.)) for s in inputs['sizes']]
+    metas = img_metas(inputs['sizes'], padded)
     samples = data_samples(inputs, 'cpu', with_gt=False)
     positive_map = model.test_prompts(samples[0])[0].label_to_tokens
 

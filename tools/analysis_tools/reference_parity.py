@@ -53,6 +53,17 @@ def disable_tf32(device: str) -> Optional[str]:
             "torch.backends.cudnn.allow_tf32=False, float32 matmul precision 'highest'")
 
 
+def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    """max |ours - ref| / max |ref| in float64 on the CPU (the absolute error where ``ref`` is all zero);
+    same shapes, 0 for empty tensors."""
+    ours, ref = ours.detach().double().cpu(), ref.detach().double().cpu()
+    if not ref.numel():
+        return 0.
+    abs_err = (ours - ref).abs().max().item()
+    scale = ref.abs().max().item()
+    return abs_err / scale if scale > 0 else abs_err
+
+
 class Report:
     """Collects comparison rows and whether each passed."""
 
@@ -65,8 +76,7 @@ class Report:
             self.rows.append((name, f'shape {tuple(ours.shape)} vs {tuple(ref.shape)}', '', False))
             return
         abs_err = (ours - ref).abs().max().item() if ref.numel() else 0.
-        scale = ref.abs().max().item() if ref.numel() else 0.
-        rel = abs_err / scale if scale > 0 else abs_err
+        rel = relative_error(ours, ref)
         self.rows.append((name, f'{abs_err:.3e}', f'{rel:.3e}', rel <= rtol))
 
     def exact(self, name: str, ok: bool, detail: str = '') -> None:
@@ -136,18 +146,21 @@ def reference_anchors(model, fpn, device) -> List[torch.Tensor]:
     return out
 
 
-def compare_features(report: Report, prefix: str, ours: dict, ref: dict, keys) -> None:
+def compare_features(report: Report, prefix: str, ours: dict, ref: dict, keys,
+                     rtol: float = FEATURE_RTOL) -> None:
+    """Rows for each of ``keys`` found in ``ref``: a tensor, or one row per level of a list plus a failed row
+    if the level counts differ."""
     for key in keys:
         if key not in ref:
             continue
         o, r = ours[key], ref[key]
         if isinstance(r, (list, tuple)):
             for level, (ol, rl) in enumerate(zip(o, r)):
-                report.tensor(f'{prefix}{key}[{level}]', ol, rl)
+                report.tensor(f'{prefix}{key}[{level}]', ol, rl, rtol=rtol)
             if len(o) != len(r):
                 report.exact(f'{prefix}{key} levels', False, f'{len(o)} vs {len(r)}')
         else:
-            report.tensor(f'{prefix}{key}', o, r)
+            report.tensor(f'{prefix}{key}', o, r, rtol=rtol)
 
 
 def compare_detections(report: Report, name: str, ours: InstanceData, ref: dict) -> None:
