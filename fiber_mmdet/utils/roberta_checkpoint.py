@@ -1,18 +1,15 @@
 """transformers RoBERTa weight files (a hub name such as ``roberta-base``, or a folder) -> ``FusedRobertaModel`` keys.
 
-The files are read directly (``model.safetensors`` or ``pytorch_model.bin``, single or sharded) rather than through
+The weight files (``model.safetensors`` or ``pytorch_model.bin``, single or sharded) are found and read with
+transformers' own file helpers rather than through
 ``RobertaModel.from_pretrained``, which fills weights missing from the file with random values and only warns
 about the ones it does not use: here every key of the file is loaded or dropped with its reason, and a RoBERTa
 weight the file lacks is an error.
 """
-import json
-import os
-import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, List, Mapping, NamedTuple, Tuple
 
-import torch
 from torch import Tensor
 
 # why a key of the file is not loaded (the values of RobertaConversion.dropped)
@@ -36,51 +33,26 @@ class RobertaConversion(NamedTuple):
     dropped: Dict[str, str]
 
 
-def _weight_files_in(folder: str) -> List[str]:
-    for name in _WEIGHT_FILES:
-        path = osp.join(folder, name)
-        if osp.isfile(path):
-            return _expand_index(path, lambda shard: osp.join(folder, shard))
-    raise FileNotFoundError(f'no RoBERTa weights in {folder} (looked for {", ".join(_WEIGHT_FILES)}); a folder '
-                            "written by transformers' save_pretrained has one of them")
-
-
-def _expand_index(path: str, locate) -> List[str]:
-    """The shard files of a ``*.index.json`` (``weight_map`` values), else ``[path]``."""
-    if not path.endswith('.index.json'):
-        return [path]
-    with open(path, encoding='utf-8') as f:
-        shards = sorted(set(json.load(f)['weight_map'].values()))
-    return [locate(shard) for shard in shards]
-
-
-def _weight_files_on_hub(name: str) -> List[str]:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.utils import EntryNotFoundError
-    for filename in _WEIGHT_FILES:
-        try:
-            path = hf_hub_download(name, filename)
-        except EntryNotFoundError:
-            continue
-        return _expand_index(path, lambda shard: hf_hub_download(name, shard))
-    raise FileNotFoundError(f'{name} has none of {", ".join(_WEIGHT_FILES)}')
-
-
 def read_weight_files(name: str) -> Tuple[Dict[str, Tensor], List[str]]:
-    """Every tensor of a transformers model's weight files, and the files read.
+    """Every tensor of a transformers model's weight files, and the files read, found as transformers finds them.
 
     Args:
         name: a folder (``save_pretrained`` output) or a hub name (downloaded, or taken from the local cache).
     """
-    files = _weight_files_in(name) if osp.isdir(name) else _weight_files_on_hub(name)
-    state: Dict[str, Tensor] = {}
-    for path in files:
-        if path.endswith('.safetensors'):
-            from safetensors.torch import load_file
-            state.update(load_file(path))
-        else:
-            state.update(torch.load(path, map_location='cpu', weights_only=True))
-    return state, files
+    from transformers.modeling_utils import load_state_dict
+    from transformers.utils import cached_file
+    from transformers.utils.hub import get_checkpoint_shard_files
+    for filename in _WEIGHT_FILES:
+        path = cached_file(name, filename, _raise_exceptions_for_missing_entries=False)
+        if path is None:
+            continue
+        files = get_checkpoint_shard_files(name, path)[0] if filename.endswith('.index.json') else [path]
+        state: Dict[str, Tensor] = {}
+        for file in files:
+            state.update(load_state_dict(file, map_location='cpu'))
+        return state, files
+    raise FileNotFoundError(f'no RoBERTa weights in {name} (looked for {", ".join(_WEIGHT_FILES)}); a folder '
+                            "written by transformers' save_pretrained has one of them")
 
 
 def convert_roberta_state_dict(state: Mapping[str, Tensor]) -> RobertaConversion:
