@@ -231,3 +231,21 @@ def test_detector_from_unimodal_config_keys(layout, kind, swin_truth, roberta_di
     assert fusion == sorted([f'backbone.{k}' for k in SWIN_NEW] + [f'language_model.model.{k}' for k in TEXT_NEW])
     assert {k.split('.')[0] for k in new} == {'backbone', 'language_model', 'neck', 'bbox_head'}
     assert all(k in new for k in state if k.startswith(('neck.', 'bbox_head.')))
+
+
+@pytest.mark.parametrize('safe', [True, False])
+def test_sharded_roberta_folders_are_read_whole(tmp_path, safe):
+    """A RoBERTa folder saved in shards (safetensors or .bin, with its index) gives every tensor of the model; a
+    folder without weights is an error that names it."""
+    from transformers import RobertaConfig, RobertaModel
+    from fiber_mmdet.utils.roberta_checkpoint import read_weight_files
+    model = RobertaModel(RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=64, max_position_embeddings=40))
+    model.save_pretrained(tmp_path / 'shards', safe_serialization=safe, max_shard_size='20KB')
+    state, files = read_weight_files(str(tmp_path / 'shards'))
+    assert len(files) > 1
+    assert state.keys() == model.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(FileNotFoundError, match='no RoBERTa weights in .*empty'):
+        read_weight_files(str(tmp_path / 'empty'))
