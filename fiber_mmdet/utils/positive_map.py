@@ -3,12 +3,12 @@
 A *positive map* row marks the caption tokens an entity (a box's phrase or a class name) refers to. Columns are
 indices into the padded token sequence of length ``num_tokens`` (256 for FIBER), ``<s>`` included at column 0.
 """
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-Span = Tuple[int, int]
+from .token_spans import Span, span_token_columns
 
 
 class PositiveMap(NamedTuple):
@@ -24,29 +24,17 @@ class PositiveMap(NamedTuple):
     unmapped: List[Tuple[int, Span]]
 
 
-def _char_to_token(tokenized, char_idx: int, step: int, tries: int = 3) -> Optional[int]:
-    """``char_to_token`` at ``char_idx``, then at ``char_idx + step``, ``+ 2 * step``..., as the reference does
-    (a span boundary on a space has no token)."""
-    for k in range(tries):
-        idx = char_idx + k * step
-        if idx < 0:
-            return None
-        try:
-            token = tokenized.char_to_token(idx)
-        except Exception:  # index past the end of the caption
-            token = None
-        if token is not None:
-            return token
-    return None
-
-
 def build_positive_map(tokenized,
                        tokens_positive: Sequence[Sequence[Span]],
                        num_tokens: int = 256) -> PositiveMap:
     """Binary positive map from character spans.
 
     For each ``[beg, end)`` span the first token is ``char_to_token(beg)`` (falling back to ``beg+1``, ``beg+2``)
-    and the last ``char_to_token(end-1)`` (falling back to ``end-2``, ``end-3``); all tokens in between are set.
+    and the last is the final token of character ``end-1`` (falling back to ``end-2``, ``end-3``); all tokens in
+    between are set. Spans are character offsets into the caption as written (``str`` indices, not bytes): a
+    character that byte-level BPE splits into several tokens (``'é'``, ``'猫'``, ``'🐱'``) is covered whole (the
+    original stops at its first token; for text whose characters are one token each, e.g. ASCII, the maps are
+    the same).
 
     Args:
         tokenized: a fast-tokenizer ``BatchEncoding`` of ONE caption (``char_to_token`` must work).
@@ -56,16 +44,10 @@ def build_positive_map(tokenized,
     Returns:
         PositiveMap: the binary map and the spans that could not be mapped.
     """
+    columns, unmapped = span_token_columns(tokenized, tokens_positive, num_tokens)
     positive_map = torch.zeros((len(tokens_positive), num_tokens), dtype=torch.float)
-    unmapped: List[Tuple[int, Span]] = []
-    for i, spans in enumerate(tokens_positive):
-        for beg, end in spans:
-            first = _char_to_token(tokenized, int(beg), step=1)
-            last = _char_to_token(tokenized, int(end) - 1, step=-1)
-            if first is None or last is None or first >= num_tokens:
-                unmapped.append((i, (int(beg), int(end))))
-                continue
-            positive_map[i, first:min(last, num_tokens - 1) + 1] = 1.0
+    for i, tokens in enumerate(columns):
+        positive_map[i, tokens] = 1.0
     return PositiveMap(positive_map, unmapped)
 
 
