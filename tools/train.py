@@ -9,6 +9,11 @@ CUDA, ``NonFiniteSkipAmpOptimWrapper`` with ``dtype='bfloat16'`` trains with AMP
 recipes' default, many times slower than fp32 on CPUs) and MMEngine's own ``AmpOptimWrapper`` (GPU only) train in
 fp32 and say so.
 
+Checkpoints are written atomically and ``--resume`` skips (and names) a newest checkpoint that does not load; on
+SIGTERM or SIGUSR1 training saves a checkpoint after the current iteration and exits with status 75
+(``fiber_mmdet.engine.hooks.PREEMPTED_EXIT_CODE``), to be continued with ``--resume``
+(:func:`fiber_mmdet.engine.cli.use_reliable_training`).
+
 Example::
 
     python tools/train.py configs/coco/fiber_b_coco.py --amp
@@ -17,12 +22,14 @@ Example::
 """
 import argparse
 
+from mmengine.logging import print_log
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import fiber_mmdet  # noqa: F401  (registers fiber_mmdet's modules in mmdet's registries)
-from fiber_mmdet.engine.checkpoint import check_checkpoint_file
-from fiber_mmdet.engine.cli import add_runner_args, amp_or_fp32, build_runner, load_runner_config, parse_runner_args
+from fiber_mmdet.engine.checkpoint import check_checkpoint_file, find_resumable_checkpoint
+from fiber_mmdet.engine.cli import (add_runner_args, amp_or_fp32, build_runner, load_runner_config, parse_runner_args,
+                                    use_reliable_training)
 from fiber_mmdet.engine.data_files import check_data_files
 
 
@@ -57,6 +64,7 @@ def main() -> None:
         cfg.optim_wrapper.loss_scale = 'dynamic'
 
     amp_or_fp32(cfg)
+    use_reliable_training(cfg)  # atomic checkpoints, mid-epoch resume, a checkpoint and exit 75 on SIGTERM/SIGUSR1
 
     if args.auto_scale_lr:
         if 'auto_scale_lr' in cfg and 'enable' in cfg.auto_scale_lr and 'base_batch_size' in cfg.auto_scale_lr:
@@ -67,8 +75,13 @@ def main() -> None:
 
     # resume is determined in this priority: resume from > auto_resume
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        # the newest checkpoint that loads: a truncated or unreadable newer one is named and skipped
+        found = find_resumable_checkpoint(cfg.work_dir, log=lambda line: print_log(line, logger='current'))
+        if found is None:
+            print_log(f'--resume: no checkpoint in {cfg.work_dir}; training starts from the beginning',
+                      logger='current')
+        cfg.resume = found is not None
+        cfg.load_from = found
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume

@@ -6,12 +6,15 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='RankZeroLoggerHook', interval=50),  # LoggerHook; the test JSON written by rank 0 only
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1),
+    # CheckpointHook's arguments; written atomically, an old checkpoint removed only after the new one is saved
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # tools/test.py --show-dir: ground truth | predictions, named by phrase, one picture per sample
     visualization=dict(type='PerSampleVisualizationHook'),
     # skipped non-finite steps logged, 10 in a row stop training, no checkpoint with NaN/inf weights
-    non_finite=dict(type='NonFiniteGuardHook', max_consecutive_skips=10))
+    non_finite=dict(type='NonFiniteGuardHook', max_consecutive_skips=10),
+    # SIGTERM / SIGUSR1: finish the iteration, save a checkpoint, exit with status 75 (then --resume)
+    preemption=dict(type='PreemptionHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -3,6 +3,7 @@ runner construction (with the checkpoint and CPU-distributed fixes)."""
 import argparse
 import os
 import os.path as osp
+from typing import List
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
@@ -91,6 +92,42 @@ def amp_or_fp32(cfg: Config) -> bool:
     for key in ('loss_scale', 'dtype', 'use_fsdp'):  # AmpOptimWrapper's own arguments
         wrapper.pop(key, None)
     return True
+
+
+# a config's own checkpoint hook / epoch loop -> the same with fiber_mmdet's safe saving / mid-epoch resume
+_RELIABLE_TYPES = {'CheckpointHook': 'AtomicCheckpointHook', 'BestOnTieCheckpointHook': 'AtomicCheckpointHook',
+                   'EpochBasedTrainLoop': 'ResumableEpochBasedTrainLoop'}
+
+
+def use_reliable_training(cfg: Config) -> List[str]:
+    """Train with the pieces that make checkpoints safe and runs pre-emptible, whatever the config names.
+
+    ``default_hooks.checkpoint`` of type ``CheckpointHook`` / ``BestOnTieCheckpointHook`` becomes
+    ``AtomicCheckpointHook`` (same arguments: atomic writes, old checkpoints removed only after the new one is
+    saved); ``train_cfg`` of type ``EpochBasedTrainLoop`` (or ``by_epoch=True``) becomes
+    ``ResumableEpochBasedTrainLoop`` (same arguments, resumes mid-epoch); a ``PreemptionHook`` is added to
+    ``default_hooks`` when the config has none. Each change is logged; returns them.
+    """
+    from mmengine.logging import print_log
+    changes = []
+    hooks = cfg.get('default_hooks') or {}
+    checkpoint = hooks.get('checkpoint')
+    if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook', 'BestOnTieCheckpointHook'):
+        changes.append(f'default_hooks.checkpoint.type: {checkpoint["type"]} -> AtomicCheckpointHook')
+        checkpoint['type'] = 'AtomicCheckpointHook'
+    train_cfg = cfg.get('train_cfg')
+    if train_cfg is not None and (train_cfg.get('type') == 'EpochBasedTrainLoop'
+                                  or ('type' not in train_cfg and train_cfg.get('by_epoch'))):
+        changes.append(f'train_cfg.type: {train_cfg.get("type", "by_epoch=True")} -> ResumableEpochBasedTrainLoop')
+        train_cfg.pop('by_epoch', None)
+        train_cfg['type'] = 'ResumableEpochBasedTrainLoop'
+    configured = [h.get('type') for h in list(hooks.values()) + list(cfg.get('custom_hooks') or []) if h]
+    if 'PreemptionHook' not in configured:
+        changes.append("default_hooks.preemption = dict(type='PreemptionHook')")
+        cfg.setdefault('default_hooks', {})['preemption'] = dict(type='PreemptionHook')
+    for change in changes:
+        print_log(f'reliable training: {change}', logger='current')
+    return changes
 
 
 def build_runner(cfg: Config) -> Runner:
