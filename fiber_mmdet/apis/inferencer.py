@@ -11,8 +11,8 @@ from mmdet.evaluation import get_classes
 from mmdet.structures import DetDataSample
 from ..datasets.transforms.loading import ImageLoadError, image_load_error
 from ..utils import PromptError
-
-TextsType = Union[None, str, Sequence[str], Sequence[Sequence[str]]]
+from ..utils.grounding_prompts import check_expression, resolve_phrases
+from ..utils.image_prompts import TextsType, TokensPositiveType, prompts_per_image
 
 
 def dataset_class_names(texts: str) -> Optional[Tuple[str, ...]]:
@@ -25,6 +25,20 @@ def dataset_class_names(texts: str) -> Optional[Tuple[str, ...]]:
     except ValueError as e:
         raise PromptError(f'{texts!r}: unknown dataset {name!r} (mmdet knows e.g. coco, lvis, voc, objects365v2)') \
             from e
+
+
+def caption_spans(text, tokens_positive) -> Optional[List[List[List[int]]]]:
+    """Per label, the ``[beg, end)`` character spans of a caption's phrases (``tokens_positive`` as phrases or
+    spans) or of an expression (-1: the whole text); None for class names."""
+    if not isinstance(text, str) or tokens_positive is None:
+        return None
+    if isinstance(tokens_positive, int):
+        spans = check_expression(text)[1]
+    else:
+        if isinstance(tokens_positive, dict):
+            tokens_positive = [tokens_positive[k] for k in sorted(tokens_positive)]
+        spans = resolve_phrases(text, tokens_positive)
+    return [[[beg, end] for beg, end in entity] for entity in spans]
 
 
 class _PipelineNamingTheInput:
@@ -65,7 +79,14 @@ class FIBERInferencer(DetInferencer):
     * phrase grounding: ``texts='a man riding a horse'``, ``tokens_positive=['a man', 'a horse']`` or
       ``[[[0, 5]], [[14, 21]]]``;
     * referring expression: ``texts='the man on the left'``, ``tokens_positive=-1`` (label 0; the candidates are
-      ranked, the first is the answer and the only one drawn).
+      ranked, the first is the answer and the only one drawn);
+    * a prompt per image: ``texts`` a list with one entry per image (a string, or a tuple of class names),
+      ``tokens_positive`` None, -1 or one entry per image (None, -1 or that image's phrases), ``custom_entities``
+      one flag or one per image; images of a batch (``batch_size``) may each have their own prompt and size and
+      get exactly the detections they get alone (:func:`~fiber_mmdet.utils.image_prompts.prompts_per_image`).
+
+    Names, captions and phrases may be in any script (``'café'``, ``'猫 . 狗'``, ``'🐱 . 🐶'``): ``label_names``
+    are the text as typed, and spans are character offsets into it.
 
     Example:
         >>> inferencer = FIBERInferencer('configs/toy/fiber_toy.py', 'work_dirs/quickstart/iter_1200.pth',
@@ -73,27 +94,29 @@ class FIBERInferencer(DetInferencer):
         >>> out = inferencer('img.png', texts='circle . square', custom_entities=True)
         >>> out['predictions'][0]['label_names'][:2]
         ['circle', 'square']
+        >>> out = inferencer(['a.png', 'b.png', 'c.png'],
+        ...                  texts=[('circle', 'square'), 'a red circle left of a square', 'the blue square'],
+        ...                  tokens_positive=[None, ['a red circle', 'a square'], -1], batch_size=3)
     """
 
     def _init_pipeline(self, cfg) -> _PipelineNamingTheInput:
         return _PipelineNamingTheInput(super()._init_pipeline(cfg))
 
-    def __call__(self, inputs, texts: TextsType = None, custom_entities: bool = False,
-                 tokens_positive: Union[None, int, list] = None, **kwargs) -> dict:
+    def __call__(self, inputs, texts: TextsType = None, custom_entities: Union[bool, Sequence[bool]] = False,
+                 tokens_positive: TokensPositiveType = None, **kwargs) -> dict:
         """See the class docstring and ``DetInferencer.__call__``."""
-        if texts is None:
-            raise PromptError('FIBER needs a text prompt: class names (texts="cat . dog", custom_entities=True), '
-                              'a caption with the phrases to ground (tokens_positive=[...]) or an expression '
-                              '(tokens_positive=-1)')
-        inputs = self._inputs_to_list(inputs)
-        names = dataset_class_names(texts)
-        if names is not None:
-            texts = [names] * len(inputs)
-        elif not isinstance(texts, str) and len(texts) != len(inputs):
-            raise PromptError(f'{len(texts)} texts for {len(inputs)} image(s): give one text per image, or one '
-                              "text for all ('cat . dog' with custom_entities=True, or [('cat', 'dog')])")
-        return super().__call__(inputs, texts=texts, custom_entities=custom_entities,
-                                tokens_positive=tokens_positive, **kwargs)
+        images = self._inputs_to_list(inputs)
+        prompts = prompts_per_image(len(images), texts, custom_entities, tokens_positive,
+                                    expand=dataset_class_names)
+        items = []
+        for image, prompt in zip(images, prompts):
+            item = dict(image) if isinstance(image, dict) else {'img_path' if isinstance(image, str) else 'img': image}
+            item.update(text=prompt.text, custom_entities=prompt.custom_entities,
+                        tokens_positive=prompt.tokens_positive)
+            items.append(item)
+        # mmdet's DetInferencer gives every image the same tokens_positive and custom_entities: the per-image
+        # prompts go in as its dict inputs instead, which it passes to the pipeline as they are
+        return super().__call__(items, **kwargs)
 
     def visualize(self, inputs, preds: List[DetDataSample], **kwargs):
         """mmdet's drawing, except that a referring expression shows only its answer, the top box (the
@@ -107,17 +130,23 @@ class FIBERInferencer(DetInferencer):
         return super().visualize(inputs, shown, **kwargs)
 
     def pred2dict(self, data_sample: DetDataSample, pred_out_dir: str = '') -> Dict:
-        """mmdet's prediction dict plus ``label_names``; saved to ``pred_out_dir/preds/<image>.json``."""
+        """mmdet's prediction dict plus ``label_names``, and for a caption (phrases or an expression) the ``text``
+        and, per label, its ``tokens_positive`` character spans ``[[beg, end), ...]`` in that text as written;
+        saved to ``pred_out_dir/preds/<image>.json`` (UTF-8, names in any script as they are)."""
         result = super().pred2dict(data_sample, '')
         if 'pred_instances' in data_sample:
             result['label_names'] = list(data_sample.pred_instances.get('label_names', []))
+        spans = caption_spans(data_sample.get('text', None), data_sample.get('tokens_positive', None))
+        if spans is not None:
+            result['text'] = data_sample.text
+            result['tokens_positive'] = spans
         if pred_out_dir:
             if 'img_path' in data_sample:
                 stem = osp.splitext(osp.basename(data_sample.img_path))[0]
             else:
                 stem = str(self.num_predicted_imgs)
                 self.num_predicted_imgs += 1
-            mmengine.dump(result, osp.join(pred_out_dir, 'preds', stem + '.json'))
+            mmengine.dump(result, osp.join(pred_out_dir, 'preds', stem + '.json'), ensure_ascii=False)
         return result
 
 

@@ -10,6 +10,7 @@ The forms follow MMDetection's grounding inferencer (``texts``, ``custom_entitie
 Everything here is string work; turning spans into token columns is :mod:`.positive_map`. Every problem is a
 :class:`~.prompts.PromptError` that says what is wrong and with which text.
 """
+import re
 from typing import List, Sequence, Tuple, Union
 
 from .prompts import PromptError, Span
@@ -69,18 +70,25 @@ def find_phrase(caption: str, phrase: str, start: int = 0) -> Span:
     """The ``[beg, end)`` span of the first occurrence of ``phrase`` at or after ``start``, else of the first
     occurrence anywhere (case-insensitive when there is no exact match).
 
+    Spans are character offsets into ``caption`` as written, in any script: the case-insensitive search compares
+    character by character in place (``str.lower()`` may change a caption's length, e.g. ``'İ'`` becomes two
+    characters, which would shift every later span).
+
     Raises:
         PromptError: the phrase is empty or not in the caption.
     """
     if not phrase.strip():
         raise PromptError(f'an empty phrase cannot be grounded in {caption!r}')
     phrase = phrase.strip()
-    for hay, needle in ((caption, phrase), (caption.lower(), phrase.lower())):
-        beg = hay.find(needle, start)
-        if beg < 0:
-            beg = hay.find(needle)
-        if beg >= 0:
-            return beg, beg + len(phrase)
+    beg = caption.find(phrase, start)
+    if beg < 0:
+        beg = caption.find(phrase)
+    if beg >= 0:
+        return beg, beg + len(phrase)
+    pattern = re.compile(re.escape(phrase), re.IGNORECASE)
+    match = pattern.search(caption, start) or pattern.search(caption)
+    if match is not None:
+        return match.span()
     raise PromptError(f'phrase {phrase!r} is not in the caption {caption!r}')
 
 

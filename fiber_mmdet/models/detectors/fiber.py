@@ -18,6 +18,7 @@ from ...utils.grounding_prompts import (check_class_names, check_expression, ent
                                         split_class_names)
 from ..backbones.fusion_swin import SwinState
 from ..utils.tuning_modes import add_prompt_offset, freeze_all_but, get_tuning_mode, new_prompt_offset
+from .padded_shape_groups import PaddedShapeGroup, padded_shape_groups
 from .prompt_batching import prompt_batches, stack_texts
 
 
@@ -83,6 +84,13 @@ class FIBER(SingleStageDetector):
     pair alone. With ``reuse_text_free_features`` off every prompt of every image runs the whole model, as the
     original does; the outputs are the same whatever ``prompt_batch_size`` (tested).
 
+    Images of different sizes in one batch (``batch_size`` > 1 in the inferencer or the test data loader) each
+    get exactly the detections they get alone: with ``test_cfg.group_by_padded_shape`` (default True) the images
+    whose own padded size differs run separately, each group cropped to its size, since padding to the batch's
+    largest image changes Swin features near the borders and the text the fused layers read. False runs the
+    whole padded batch in one forward, as mmdet's detectors do: faster when sizes differ, not equal to one image
+    at a time.
+
     Args:
         backbone (dict): :class:`FusionSwinTransformer` config.
         neck (dict): FPN config.
@@ -120,7 +128,7 @@ class FIBER(SingleStageDetector):
         if unknown:
             raise ValueError(f'model.checkpoint_fit: unknown key(s) {sorted(unknown)}; expected allow_partial, '
                              'allowed_missing, allowed_unexpected')
-        self._prompt_cache: Dict[str, List[Prompt]] = {}
+        self._prompt_cache = LRUCache(16)  # class list -> prompts; one entry per class list of a batch in use
         self._text_cache = LRUCache(64)  # TextCacheKey -> (tokens, states); test_cfg.text_cache_size at use
         self.tuning_mode = tuning_mode
         mode = get_tuning_mode(tuning_mode)
@@ -261,7 +269,8 @@ class FIBER(SingleStageDetector):
         chunked_size = self.test_cfg.get('chunked_size', -1)
         # the chunking setting is part of the key: changing test_cfg.chunked_size must re-split the names
         key = repr((list(names), caption_prompt, chunked_size))
-        if key not in self._prompt_cache:
+
+        def build() -> List[Prompt]:
             tokenizer = self.language_model.tokenizer
 
             def count(caption: str) -> int:
@@ -277,8 +286,9 @@ class FIBER(SingleStageDetector):
             if len(prompts) > 1:
                 MMLogger.get_current_instance().info(
                     f'{len(names)} classes are predicted with {len(prompts)} prompts')
-            self._prompt_cache = {key: prompts}  # one dataset's prompt at a time
-        return self._prompt_cache[key]
+            return prompts
+
+        return self._prompt_cache.get(key, build)
 
     def test_prompts(self, sample) -> List[Prompt]:
         """The prompt(s) to run for one data sample (see the class docstring for the accepted forms).
@@ -392,15 +402,32 @@ class FIBER(SingleStageDetector):
                 results[i][j] = pred
         return results
 
+    def _padded_shape_groups(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> List[PaddedShapeGroup]:
+        """The images to run together: all of them, or with ``test_cfg.group_by_padded_shape`` (default True)
+        those with the same padded size alone, each group cropped to it (see :mod:`.padded_shape_groups`); a
+        cropped group's samples get that size as ``batch_input_shape``, as when they run alone."""
+        if not self.test_cfg.get('group_by_padded_shape', True):
+            return [PaddedShapeGroup(list(range(len(batch_data_samples))), batch_inputs)]
+        divisor = getattr(self.data_preprocessor, 'pad_size_divisor', 1)
+        groups = padded_shape_groups(batch_inputs, [s.metainfo for s in batch_data_samples], divisor)
+        if len(groups) > 1:
+            for group in groups:
+                for i in group.indices:
+                    batch_data_samples[i].set_metainfo(dict(batch_input_shape=tuple(group.inputs.shape[-2:])))
+        return groups
+
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:
         """Detections for each image (``pred_instances``: ``bboxes`` xyxy, ``scores``, 0-based ``labels`` into
         the sample's class / phrase list, ``label_names``), its prompts' detections one after the other. See the
         class docstring for what is computed once and what runs as one batch."""
         prompts = [self.test_prompts(s) for s in batch_data_samples]
-        if self.test_cfg.get('reuse_text_free_features', True):
-            results = self._predict_reusing(batch_inputs, batch_data_samples, prompts, rescale)
-        else:
-            results = self._predict_plain(batch_inputs, batch_data_samples, prompts, rescale)
+        run = (self._predict_reusing if self.test_cfg.get('reuse_text_free_features', True)
+               else self._predict_plain)
+        results: List[List[InstanceData]] = [[] for _ in batch_data_samples]
+        for indices, inputs in self._padded_shape_groups(batch_inputs, batch_data_samples):
+            samples = [batch_data_samples[i] for i in indices]
+            for i, preds in zip(indices, run(inputs, samples, [prompts[i] for i in indices], rescale)):
+                results[i] = preds
         for sample, sample_prompts, preds in zip(batch_data_samples, prompts, results):
             pred = preds[0] if len(preds) == 1 else InstanceData.cat(preds)
             names = [name for p in sample_prompts for name in p.entities]
