@@ -15,8 +15,10 @@ Examples::
 
 Writes ``OUT_DIR/vis/<image>`` (boxes with phrase names and scores >= ``--pred-score-thr``) and
 ``OUT_DIR/preds/<image>.json`` (every detection: ``bboxes`` xyxy in input-image pixels, ``scores``, ``labels``,
-``label_names``). A folder shows a progress bar; an image that fails is reported and the others go on; the exit
-status is 1 if any image failed.
+``label_names``). Boxes are in the image as a viewer shows it (a phone photo's EXIF orientation applied). A
+folder's images are the files ending in an image extension in any case (``.jpg``, ``.JPG``, ``.png``, ``.tif``,
+``.webp``, ...); hidden files, sub-folders and other files are counted in a warning. A folder shows a progress
+bar; an image that fails is reported and the others go on; the exit status is 1 if any image failed.
 """
 import argparse
 import ast
@@ -27,6 +29,7 @@ from typing import List, Optional
 from rich.progress import track
 
 from fiber_mmdet.apis import FIBERInferencer, ImageLoadError, best_detection
+from fiber_mmdet.apis.image_inputs import IMAGE_EXTENSIONS, inputs_to_list
 from fiber_mmdet.utils import PromptError
 
 
@@ -66,10 +69,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     inferencer = FIBERInferencer(model=args.model, weights=args.weights, device=args.device,
                                  palette=args.palette, show_progress=False)
-    images = inferencer._inputs_to_list(args.inputs)
+    images = inputs_to_list(args.inputs)  # a folder: its images, any extension case; the rest counted in the log
     if not images:
-        print(f'{args.inputs}: no image found (looked for {", ".join(("jpg", "png", "bmp", "tif", "webp"))})',
-              file=sys.stderr)
+        print(f'{args.inputs}: no image found (looked for files ending in {", ".join(IMAGE_EXTENSIONS)}, '
+              'in any case)', file=sys.stderr)
         return 1
     failed = []
     for image in (track(images, description='FIBER') if len(images) > 1 else images):
