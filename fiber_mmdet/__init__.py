@@ -8,12 +8,25 @@ so our checkpoints load through any entry point (mmdet's ``tools/test.py``, ``in
 It also lets MMEngine load the configs an installed package carries (``fiber_mmdet/.mim/configs``, see setup.py)
 by package path: ``_base_ = 'fiber_mmdet::toy/fiber_toy.py'`` in a config, or
 ``mmengine.hub.get_config('fiber_mmdet::toy/fiber_toy.py')``, once ``fiber_mmdet`` is imported.
+
+Without torch installed (a deployment machine with only ``pip install fiber_mmdet[deploy]``) there is nothing
+to register: the package then offers only :mod:`fiber_mmdet.runtime`, which runs exported ONNX graphs.
 """
 from .version import __version__
-from . import datasets, engine, evaluation, models, visualization  # noqa: F401  (registration side effects)
-from . import registry  # noqa: F401  (the ``fiber_mmdet`` scope of configs inherited by package path)
 
-engine.register_checkpoint_safe_globals()
+try:
+    import torch  # noqa: F401
+    HAS_TORCH = True
+except ModuleNotFoundError as e:  # only a missing torch; a broken one still raises
+    if e.name != 'torch':
+        raise
+    HAS_TORCH = False
+
+if HAS_TORCH:
+    from . import datasets, engine, evaluation, models, visualization  # noqa: F401  (registration side effects)
+    from . import registry  # noqa: F401  (the ``fiber_mmdet`` scope of configs inherited by package path)
+
+    engine.register_checkpoint_safe_globals()
 
 
 def _register_config_package() -> None:
@@ -24,6 +37,7 @@ def _register_config_package() -> None:
     MODULE2PACKAGE.setdefault('fiber_mmdet', 'fiber_mmdet')
 
 
-_register_config_package()
+if HAS_TORCH:
+    _register_config_package()
 
 __all__ = ['__version__']

@@ -93,3 +93,11 @@ class CachedShiftWindowMSA(ShiftWindowMSA):
         key = (tuple(hw_shape), window_size, shift_size, str(device))
         return self.mask_cache.get(
             key, lambda: ShiftWindowMSA.get_attn_mask(hw_shape, window_size, shift_size, device))
+
+    @staticmethod
+    def window_reverse(windows: Tensor, H: int, W: int, window_size: int) -> Tensor:
+        """mmpretrain's ``window_reverse`` (windows (nW*B, ws, ws, C) -> (B, H, W, C)) with the batch size left
+        to ``view`` instead of computed with ``int()``, which an ONNX trace would record as a constant."""
+        channels = windows.shape[-1]
+        x = windows.view(-1, H // window_size, W // window_size, window_size, window_size, channels)
+        return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, H, W, channels)
