@@ -13,6 +13,10 @@ Example::
 ``--shots 0`` is the full training set. Results go to ``WORK_DIR/<dataset>/<k>shot_seed<s>/`` (``result.json``,
 the training log, ``test/``) and ``WORK_DIR/summary.{json,md}``. Running the same command again skips the runs
 that have a ``result.json``: an interrupted protocol resumes where it stopped, and failed runs are retried.
+
+On SIGTERM or SIGUSR1 (a pre-emption) the running trainings get SIGTERM, save a checkpoint after their current
+iteration and stop; the protocol then exits with status 75 (``fiber_mmdet.engine.hooks.PREEMPTED_EXIT_CODE``).
+Run again, those runs resume from their checkpoints.
 """
 import argparse
 import os

@@ -7,9 +7,14 @@ monitor, box_check)``; an entry names a dataset's ``data_root``, ``classes``, op
 ``train`` / ``val`` / ``test`` splits (``dict(ann_file=..., img=...)``). :func:`build_run_config` turns the config
 into the config of one run; :func:`run_protocol` runs them all (on one or several GPUs, or the CPU) and writes
 ``summary.json`` / ``summary.md``. A run is finished when its ``result.json`` exists; finished runs are never
-repeated, so an interrupted protocol resumes where it stopped. An unfinished run starts again from the
-beginning: MMEngine's ``EarlyStoppingHook`` keeps no state in checkpoints, so a mid-run resume would not stop
-where the original does.
+repeated, so an interrupted protocol resumes where it stopped.
+
+Pre-emption: on SIGTERM or SIGUSR1 the protocol passes SIGTERM on to its running children (``tools/train.py``
+saves a checkpoint after the current iteration and exits with status 75), marks their runs ``PREEMPTED``, starts
+no new run and exits with status 75 (:class:`~fiber_mmdet.engine.hooks.TrainingPreempted`). Run again, a marked
+run resumes from its newest readable checkpoint (``tools/train.py --resume``; early stopping keeps its state
+through :class:`~fiber_mmdet.engine.hooks.ResumableEarlyStoppingHook`); any other unfinished run (a crash)
+starts again from the beginning.
 """
 import copy
 import glob
@@ -17,6 +22,7 @@ import json
 import os
 import os.path as osp
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -27,8 +33,36 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 from mmengine.config import Config
 
+from .hooks.preemption_hook import PREEMPTED_EXIT_CODE, TrainingPreempted
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RESULT_FILE = 'result.json'
+PREEMPTED_MARKER = 'PREEMPTED'  # in a run's work_dir: stopped by a pre-emption signal, resume it
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class RunPreempted(RuntimeError):
+    """A run's process was stopped by a pre-emption signal (its checkpoint saved); it resumes next time."""
+
+
+class _Children:
+    """The protocol's running child processes, and whether a pre-emption signal asked them to stop."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.procs: set = set()
+        self.stop = threading.Event()
+
+    def forward(self, signum: int, frame=None) -> None:
+        """Signal handler: remember the request and pass SIGTERM on to every running child."""
+        self.stop.set()
+        with self.lock:
+            for proc in self.procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+
+
+CHILDREN = _Children()
 
 
 class RunSpec(NamedTuple):
@@ -95,6 +129,9 @@ def build_run_config(cfg: Config, dataset: str, shots: int, seed: int, work_dir:
         run[f'{split}_evaluator'] = dict(type='CocoPlusOneMetric',
                                          ann_file=osp.join(entry['data_root'], entry[split]['ann_file']))
     run.randomness = dict(seed=int(seed))
+    for hook in run.get('custom_hooks') or []:
+        if hook.get('type') == 'EarlyStoppingHook':  # its state in the checkpoints: a resumed run stops the same
+            hook['type'] = 'ResumableEarlyStoppingHook'
     run.work_dir = work_dir
     if checkpoint is not None:
         run.load_from = checkpoint
@@ -193,31 +230,70 @@ def _launch(script: str, args: List[str], devices: Optional[List[int]], log_file
     with open(log_file, 'a', encoding='utf-8') as log:
         log.write('+ ' + ' '.join(cmd) + '\n')
         log.flush()
-        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT).returncode
+        with CHILDREN.lock:
+            if CHILDREN.stop.is_set():
+                raise RunPreempted(f'not started ({osp.basename(script)}): the protocol is stopping')
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+            CHILDREN.procs.add(proc)
+        try:
+            code = proc.wait()
+        finally:
+            with CHILDREN.lock:
+                CHILDREN.procs.discard(proc)
+    if code and (code == PREEMPTED_EXIT_CODE or CHILDREN.stop.is_set()):
+        # torchrun reports its own status for workers that exited 75: the stop request tells
+        raise RunPreempted(f'{osp.basename(script)} stopped by a pre-emption signal (exit status {code}); '
+                           f'see {log_file}')
     if code:
         raise RuntimeError(f'{osp.basename(script)} exited with {code}; see {log_file}')
 
 
-def execute_run(cfg: Config, run: RunSpec, checkpoint: str, devices: Optional[List[int]], port: int) -> dict:
-    """Train one run, test its best checkpoint on the test split, write and return its ``result.json``."""
+def start_or_resume(run: RunSpec) -> bool:
+    """Prepare ``run.work_dir``: kept if a pre-emption stopped the run (returns True: resume it), else emptied
+    (an unfinished run without a pre-emption checkpoint, e.g. a crash, starts again; returns False)."""
+    if osp.isfile(osp.join(run.work_dir, PREEMPTED_MARKER)):
+        return True
     if osp.isdir(run.work_dir):
-        shutil.rmtree(run.work_dir)  # unfinished: start again (see the module docstring)
+        shutil.rmtree(run.work_dir)
     os.makedirs(run.work_dir)
+    return False
+
+
+def mark_preempted(run: RunSpec) -> None:
+    """Mark ``run`` as stopped by a pre-emption signal: the next protocol call resumes it."""
+    with open(osp.join(run.work_dir, PREEMPTED_MARKER), 'w', encoding='utf-8') as f:
+        f.write(time.strftime('%Y-%m-%d %H:%M:%S\n'))
+
+
+def execute_run(cfg: Config, run: RunSpec, checkpoint: str, devices: Optional[List[int]], port: int) -> dict:
+    """Train one run, test its best checkpoint on the test split, write and return its ``result.json``.
+
+    A run marked pre-empted resumes (``tools/train.py --resume``); another unfinished one starts again.
+
+    Raises:
+        RunPreempted: a pre-emption signal stopped it; its work_dir is marked and kept.
+    """
+    resume = start_or_resume(run)
     run_cfg = build_run_config(cfg, run.dataset, run.shots, run.seed, run.work_dir, checkpoint,
                                processes=max(1, len(devices or [])))
     config_file = osp.join(run.work_dir, 'config.py')
     run_cfg.dump(config_file)
     log_file = osp.join(run.work_dir, 'protocol.log')
     start = time.time()
-    _launch(osp.join(REPO_ROOT, 'tools', 'train.py'), [config_file, '--work-dir', run.work_dir], devices, log_file,
-            port)
+    try:
+        _launch(osp.join(REPO_ROOT, 'tools', 'train.py'),
+                [config_file, '--work-dir', run.work_dir] + (['--resume'] if resume else []), devices, log_file,
+                port)
+        best = sorted(glob.glob(osp.join(run.work_dir, 'best_*.pth')), key=osp.getmtime)
+        if not best:
+            raise FileNotFoundError(f'{run.work_dir}: training wrote no best_*.pth checkpoint; see {log_file}')
+        test_dir = osp.join(run.work_dir, 'test')
+        _launch(osp.join(REPO_ROOT, 'tools', 'test.py'), [config_file, best[-1], '--work-dir', test_dir],
+                devices[:1] if devices else None, log_file, port)
+    except RunPreempted:
+        mark_preempted(run)
+        raise
     minutes = (time.time() - start) / 60
-    best = sorted(glob.glob(osp.join(run.work_dir, 'best_*.pth')), key=osp.getmtime)
-    if not best:
-        raise FileNotFoundError(f'{run.work_dir}: training wrote no best_*.pth checkpoint; see {log_file}')
-    test_dir = osp.join(run.work_dir, 'test')
-    _launch(osp.join(REPO_ROOT, 'tools', 'test.py'), [config_file, best[-1], '--work-dir', test_dir],
-            devices[:1] if devices else None, log_file, port)
     monitor = cfg.finetune_protocol.monitor
     history = val_history(run.work_dir, monitor)
     result = dict(dataset=run.dataset, shots=run.shots, seed=run.seed, test=latest_test_metrics(test_dir),
@@ -225,6 +301,8 @@ def execute_run(cfg: Config, run: RunSpec, checkpoint: str, devices: Optional[Li
                   best_val=max(history) if history else None, validations=len(history), train_minutes=minutes)
     with open(osp.join(run.work_dir, RESULT_FILE), 'w', encoding='utf-8') as f:
         json.dump(result, f, indent=1)
+    if resume:
+        os.remove(osp.join(run.work_dir, PREEMPTED_MARKER))
     return result
 
 
@@ -275,6 +353,9 @@ def run_protocol(cfg: Config, checkpoint: str, root: str, datasets: Sequence[str
     """Run every unfinished run (``gpus // gpus_per_run`` at a time; on the CPU one at a time), then write
     ``ROOT/summary.json`` and ``ROOT/summary.md``. Returns the summary; raises at the end if a run failed.
 
+    On SIGTERM / SIGUSR1 (handled when called from the main thread) the running children get SIGTERM, no run
+    starts, and :class:`TrainingPreempted` (``SystemExit(75)``) is raised after the summary is written.
+
     ``executor(cfg, run, checkpoint, devices, port) -> result`` runs one run (default :func:`execute_run`)."""
     executor = executor or execute_run
     known = protocol_datasets(cfg)
@@ -295,16 +376,24 @@ def run_protocol(cfg: Config, checkpoint: str, root: str, datasets: Sequence[str
     else:
         slots.put(None)
     failures: List[str] = []
+    preempted: List[str] = []
     lock = threading.Lock()
 
     def work(run: RunSpec, index: int) -> None:
         devices = slots.get()
         try:
+            if CHILDREN.stop.is_set():
+                return  # stopping: not started, still unfinished
             result = executor(cfg, run, checkpoint, devices, base_port + index)
             with lock:
                 log(f'[{index + 1}/{len(todo)}] {run.dataset} {_shot_key(run.shots)} seed {run.seed}: test '
                     f'{cfg.finetune_protocol.monitor} {result["test"][cfg.finetune_protocol.monitor]:.4f} after '
                     f'{result.get("validations", "?")} epochs ({result.get("train_minutes", 0):.1f} min)')
+        except RunPreempted as error:
+            with lock:
+                preempted.append(run.work_dir)
+                log(f'[{index + 1}/{len(todo)}] {run.dataset} {_shot_key(run.shots)} seed {run.seed} pre-empted: '
+                    f'{error}')
         except Exception as error:  # noqa: BLE001  (reported below; the other runs go on)
             with lock:
                 failures.append(f'{run.work_dir}: {error}')
@@ -312,11 +401,19 @@ def run_protocol(cfg: Config, checkpoint: str, root: str, datasets: Sequence[str
         finally:
             slots.put(devices)
 
-    threads = [threading.Thread(target=work, args=(run, i)) for i, run in enumerate(todo)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    CHILDREN.stop.clear()
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {signum: signal.signal(signum, CHILDREN.forward) for signum in STOP_SIGNALS}
+    try:
+        threads = [threading.Thread(target=work, args=(run, i)) for i, run in enumerate(todo)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     results = [r for r in (load_result(run) for run in runs) if r is not None]
     summary = summarize(results, cfg.finetune_protocol.monitor, datasets, shots)
     os.makedirs(root, exist_ok=True)
@@ -324,6 +421,13 @@ def run_protocol(cfg: Config, checkpoint: str, root: str, datasets: Sequence[str
         json.dump(summary, f, indent=1)
     with open(osp.join(root, 'summary.md'), 'w', encoding='utf-8') as f:
         f.write(summary_markdown(summary, datasets, shots))
+    if CHILDREN.stop.is_set():
+        message = (f'pre-empted: {len(preempted)} run(s) stopped with a checkpoint ({", ".join(preempted)}); '
+                   f'{len(runs) - len(results)} of {len(runs)} runs unfinished: run the same command again to '
+                   'resume them'
+                   + (f'; {len(failures)} failed:\n' + '\n'.join(failures) if failures else ''))
+        log(message)
+        raise TrainingPreempted(message)
     if failures:
         raise RuntimeError(f'{len(failures)} run(s) failed (rerun the same command to retry them):\n'
                            + '\n'.join(failures))

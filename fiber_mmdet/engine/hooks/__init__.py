@@ -5,10 +5,11 @@ from .non_finite_skip_ema_hook import NonFiniteSkipEMAHook
 from .per_sample_visualization_hook import PerSampleVisualizationHook
 from .preemption_hook import PREEMPTED_EXIT_CODE, PreemptionHook, TrainingPreempted
 from .rank_zero_logger_hook import RankZeroLoggerHook
+from .resumable_early_stopping_hook import ResumableEarlyStoppingHook
 from .weight_decay_schedule_hook import WeightDecayScheduleHook
 
 __all__ = [
     'PREEMPTED_EXIT_CODE', 'AtomicCheckpointHook', 'BestOnTieCheckpointHook', 'NonFiniteGuardHook',
     'NonFiniteSkipEMAHook', 'NonFiniteTrainingError', 'PerSampleVisualizationHook', 'PreemptionHook',
-    'RankZeroLoggerHook', 'TrainingPreempted', 'WeightDecayScheduleHook', 'non_finite_tensors'
+    'RankZeroLoggerHook', 'ResumableEarlyStoppingHook', 'TrainingPreempted', 'WeightDecayScheduleHook', 'non_finite_tensors'
 ]
