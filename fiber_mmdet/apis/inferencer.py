@@ -4,15 +4,18 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import mmengine
+import numpy as np
 from mmengine.dataset import Compose
 
 from mmdet.apis import DetInferencer
 from mmdet.evaluation import get_classes
 from mmdet.structures import DetDataSample
-from ..datasets.transforms.loading import ImageLoadError, image_load_error
+from ..datasets.transforms.loading import ImageLoadError, image_load_error, with_user_image_loader
 from ..utils import PromptError
 from ..utils.grounding_prompts import check_expression, resolve_phrases
+from ..utils.image_io import load_user_image
 from ..utils.image_prompts import TextsType, TokensPositiveType, prompts_per_image
+from .image_inputs import inputs_to_list
 
 
 def dataset_class_names(texts: str) -> Optional[Tuple[str, ...]]:
@@ -100,7 +103,9 @@ class FIBERInferencer(DetInferencer):
     """
 
     def _init_pipeline(self, cfg) -> _PipelineNamingTheInput:
-        return _PipelineNamingTheInput(super()._init_pipeline(cfg))
+        """The config's test pipeline with files decoded by the shared user-image decoder (EXIF orientation,
+        16-bit, transparency, pixel limit), any failure naming the file."""
+        return _PipelineNamingTheInput(with_user_image_loader(super()._init_pipeline(cfg)))
 
     def __call__(self, inputs, texts: TextsType = None, custom_entities: Union[bool, Sequence[bool]] = False,
                  tokens_positive: TokensPositiveType = None, **kwargs) -> dict:
@@ -118,16 +123,41 @@ class FIBERInferencer(DetInferencer):
         # prompts go in as its dict inputs instead, which it passes to the pipeline as they are
         return super().__call__(items, **kwargs)
 
-    def visualize(self, inputs, preds: List[DetDataSample], **kwargs):
-        """mmdet's drawing, except that a referring expression shows only its answer, the top box (the
-        predictions keep every candidate, ranked, as ``tools/test.py`` gives them)."""
-        shown = []
-        for pred in preds:
+    def visualize(self, inputs, preds: List[DetDataSample], return_vis: bool = False, show: bool = False,
+                  wait_time: float = 0, draw_pred: bool = True, pred_score_thr: float = 0.3,
+                  no_save_vis: bool = False, img_out_dir: str = '', **kwargs) -> Optional[List[np.ndarray]]:
+        """mmdet's drawing (same arguments), except that a file is decoded as the model saw it (EXIF orientation,
+        16-bit, transparency: :func:`~fiber_mmdet.utils.image_io.load_user_image`) and a referring expression
+        shows only its answer, the top box (the predictions keep every candidate, ranked, as ``tools/test.py``
+        gives them). Returns the RGB pictures (H, W, 3), or None when nothing is shown, saved or returned."""
+        if no_save_vis:
+            img_out_dir = ''
+        if not show and not img_out_dir and not return_vis:
+            return None
+        if self.visualizer is None:
+            raise ValueError('drawing needs a "visualizer" in the config')
+        pictures = []
+        for single_input, pred in zip(inputs, preds):
             if pred.get('tokens_positive', None) == -1 and 'pred_instances' in pred:
                 pred = pred.clone()
                 pred.pred_instances = pred.pred_instances[pred.pred_instances.scores.argsort(descending=True)[:1]]
-            shown.append(pred)
-        return super().visualize(inputs, shown, **kwargs)
+            if isinstance(single_input, str):
+                image, name = load_user_image(single_input, channel_order='rgb'), osp.basename(single_input)
+            elif isinstance(single_input, np.ndarray):
+                image, name = single_input.copy(), f'{self.num_visualized_imgs:08d}.jpg'
+            else:
+                raise ValueError(f'cannot draw an input of type {type(single_input).__name__}')
+            self.visualizer.add_datasample(
+                name, image, pred, show=show, wait_time=wait_time, draw_gt=False, draw_pred=draw_pred,
+                pred_score_thr=pred_score_thr, out_file=osp.join(img_out_dir, 'vis', name) if img_out_dir else None)
+            pictures.append(self.visualizer.get_image())
+            self.num_visualized_imgs += 1
+        return pictures
+
+    def _inputs_to_list(self, inputs) -> list:
+        """A folder -> its images (extensions in any case, sorted by name; what is left out is logged), a list
+        as it is, anything else -> ``[inputs]`` (:func:`.image_inputs.inputs_to_list`)."""
+        return inputs_to_list(inputs)
 
     def pred2dict(self, data_sample: DetDataSample, pred_out_dir: str = '') -> Dict:
         """mmdet's prediction dict plus ``label_names``, and for a caption (phrases or an expression) the ``text``
