@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from mmengine.config import Config
 
+from ..datasets.transforms.loading import ORIENTATION_OF_COLOR_TYPE
 from ..runtime.metadata import GRAPH_FILE, METADATA_FILE, ExportError
 from ..utils import PromptError, PromptPlanner
 from .onnx_graph import FIBERFixedVocabularyGraph, FIBERGraph
@@ -25,11 +26,16 @@ def preprocessing_settings(cfg: Config) -> dict:
     pipeline = cfg.get('test_pipeline', None) or cfg.test_dataloader.dataset.get('pipeline', None)
     if pipeline is None:
         raise ExportError('the config has no test_pipeline (nor test_dataloader.dataset.pipeline)')
-    settings = dict(decode_backend='cv2', resize=None)
+    settings = dict(decode_backend='cv2', orientation='exif', resize=None)
     for t in pipeline:
         kind = t['type'] if isinstance(t['type'], str) else t['type'].__name__
         if kind in ('LoadImageFromFile', 'CheckedLoadImageFromFile', 'LoadImageFromNDArray'):
             settings['decode_backend'] = t.get('imdecode_backend', 'cv2')
+            color_type = t.get('color_type', 'color')
+            if color_type not in ORIENTATION_OF_COLOR_TYPE:
+                raise ExportError(f'test pipeline {kind} color_type={color_type!r}: the runtime decodes colour '
+                                  f'images ({", ".join(ORIENTATION_OF_COLOR_TYPE)})')
+            settings['orientation'] = ORIENTATION_OF_COLOR_TYPE[color_type]
         elif kind == 'ShortSideResize':
             short = t.get('short_sides', (800, ))
             short = [short] if isinstance(short, int) else list(short)
@@ -149,6 +155,10 @@ def export_onnx(config: str, checkpoint: str, out_dir: str, texts=None, tokens_p
                     boxes={0: 'batch', 1: 'anchors'}, token_scores={0: 'batch', 1: 'anchors'},
                     centerness={0: 'batch', 1: 'anchors'})
     else:
+        from ..apis.inferencer import dataset_class_names
+        names = dataset_class_names(texts)
+        if names is not None:
+            texts, tokens_positive = list(names), None
         try:
             prompts = _planner(model).plan(texts, tokens_positive, custom_entities)
         except PromptError as e:

@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..utils.prompt_plan import Prompt, PromptPlanner
+from ..utils.image_prompts import prompts_per_image
 from ..utils.prompts import PromptError
 from .metadata import GRAPH_FILE, TOKENIZER_FILE, DeploymentError, load_metadata
 from .postprocess import class_scores_from_tokens, detections
@@ -17,13 +18,15 @@ class ONNXFIBER:
     The prompts take the forms of :class:`~fiber_mmdet.apis.FIBERInferencer`: class names (``'cat . dog'`` with
     ``custom_entities=True``, or a list of names; long lists are split into several prompts, never truncated),
     a caption with the phrases to ground (``tokens_positive=['a man', 'a horse']`` or their spans), or a referring
-    expression (``tokens_positive=-1``). ``texts`` given as a list holds one prompt per image (with
-    ``tokens_positive`` then a list too, one entry per image). A fixed-vocabulary export takes no text.
+    expression (``tokens_positive=-1``); ``texts`` as a list gives each image its own prompt
+    (:func:`~fiber_mmdet.utils.image_prompts.prompts_per_image`). A fixed-vocabulary export takes no text.
 
     Args:
         folder: what the export wrote (``fiber.onnx``, ``fiber_onnx.json``, the tokenizer files).
         providers: onnxruntime execution providers; default the CPU.
         threads: intra-op threads of the CPU provider (None: onnxruntime's default).
+        max_pixels: images over this many pixels are refused before decoding (None: the default limit of
+            :func:`~fiber_mmdet.utils.image_io.image_pixel_limit`).
 
     Example:
         >>> model = ONNXFIBER('work_dirs/fiber_onnx')
@@ -31,12 +34,13 @@ class ONNXFIBER:
         >>> result['label_names'][:2], result['bboxes'][:2]
     """
 
-    def __init__(self, folder: str, providers: Optional[Sequence[str]] = None,
-                 threads: Optional[int] = None) -> None:
+    def __init__(self, folder: str, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
+                 max_pixels: Optional[int] = None) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
         self.meta = load_metadata(folder)
         self.folder = folder
+        self.max_pixels = max_pixels
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -65,22 +69,8 @@ class ONNXFIBER:
                     f'{self.folder} was exported with its vocabulary folded in ({self.meta["texts"]!r}): it takes '
                     'no text. Export without --texts for a graph that grounds any text.')
             return [self.fixed_prompts] * n
-        if texts is None:
-            raise PromptError('FIBER needs a text prompt: class names (texts="cat . dog", custom_entities=True), '
-                              'a caption with the phrases to ground (tokens_positive=[...]) or an expression '
-                              '(tokens_positive=-1)')
-        if isinstance(texts, str) or (isinstance(texts, tuple) and all(isinstance(t, str) for t in texts)):
-            plan = self.planner.plan(texts, tokens_positive, custom_entities)
-            return [plan] * n
-        texts = list(texts)
-        if len(texts) != n:
-            raise PromptError(f'{len(texts)} texts for {n} image(s): give one text per image, or one text for all')
-        if tokens_positive is None:
-            tokens_positive = [None] * n
-        elif not isinstance(tokens_positive, (list, tuple)) or len(tokens_positive) != n:
-            raise PromptError(f'with one text per image, tokens_positive is one entry per image ({n}), got '
-                              f'{tokens_positive!r}')
-        return [self.planner.plan(t, p, custom_entities) for t, p in zip(texts, tokens_positive)]
+        return [self.planner.plan(p.text, p.tokens_positive, p.custom_entities)
+                for p in prompts_per_image(n, texts, custom_entities, tokens_positive)]
 
     def encode(self, captions: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """(len, max_tokens) int64 token ids (padded) and attention mask of captions that fit the budget."""
@@ -144,7 +134,9 @@ class ONNXFIBER:
         inputs = [inputs] if single else list(inputs)
         prompts = self._per_image_prompts(len(inputs), texts, tokens_positive, custom_entities)
         fixed = self.meta.get('fixed_shape')
-        prepared = [prepare(read_image(x), self.meta['preprocess'], fixed) for x in inputs]
+        orientation = self.meta['preprocess'].get('orientation', 'exif')
+        prepared = [prepare(read_image(x, orientation, self.max_pixels), self.meta['preprocess'], fixed)
+                    for x in inputs]
         if self.fixed_vocabulary:
             outputs = self._run_fixed(prepared, batch_size)
         else:

@@ -4,8 +4,9 @@ bilinear, mean / std normalisation, zero padding to the size divisor)."""
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from ..utils.image_io import load_user_image
 from .metadata import DeploymentError
 
 
@@ -26,24 +27,15 @@ def fiber_resize_shape(height: int, width: int, short_side: int, max_long_side: 
     return size, int(size * width / height)
 
 
-def read_image(image) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of a path, a PIL image or an RGB array, as displayed (EXIF orientation applied)."""
+def read_image(image, orientation: str = 'exif', max_pixels: Optional[int] = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a path, the file's bytes, a PIL image or an RGB array, decoded as the PyTorch
+    pipelines decode it (:func:`fiber_mmdet.utils.image_io.load_user_image`: EXIF orientation, 16-bit,
+    transparency, the pixel limit checked before decoding)."""
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise DeploymentError(f'an array input must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}')
         return image
-    if isinstance(image, Image.Image):
-        pil = image
-    else:
-        try:
-            pil = Image.open(image)
-            pil.load()
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise DeploymentError(f'{image}: cannot be read as an image ({type(e).__name__}: {e})') from e
-    pil = ImageOps.exif_transpose(pil)
-    if pil.mode != 'RGB':
-        pil = pil.convert('RGB')
-    return np.asarray(pil)
+    return load_user_image(image, channel_order='rgb', orientation=orientation, max_pixels=max_pixels)
 
 
 class Prepared(NamedTuple):
