@@ -162,8 +162,7 @@ def _save_failure(path: str, folder: str, size: int, error: OSError) -> str:
     why = {errno.ENOSPC: 'no space left on device', errno.EDQUOT: 'disk quota exceeded',
            errno.EFBIG: 'file too large for this process or file system'}.get(error.errno, str(error))
     return (f'could not write {path}: {why} (needs {_mib(size)}, {_mib(free)} free in {folder}); '
-            f'{"the previous file is kept" if osp.exists(path) else "nothing was written"}. '
-            'Free space there (or move work_dir), then resume with --resume.')
+            f'{"its previous version is kept" if osp.exists(path) else "no partial file is left"}')
 
 
 def _mib(size: int) -> str:

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional
 from mmengine.dist import is_main_process
 
 from mmdet.registry import HOOKS
-from ..checkpoint import atomic_write
+from ..checkpoint import CheckpointSaveError, atomic_write
 from .best_on_tie_checkpoint_hook import BestOnTieCheckpointHook
 
 # message-hub key of a checkpoint saved between epochs' checkpoints, removed after the next regular one
@@ -66,9 +66,14 @@ class AtomicCheckpointHook(BestOnTieCheckpointHook):
             new_ids = None
         filename = self.filename_tmpl.format(step)
         path = self.file_backend.join_path(self.out_dir, filename)
-        runner.save_checkpoint(self.out_dir, filename, self.file_client_args, save_optimizer=self.save_optimizer,
-                               save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
-                               backend_args=self.backend_args, **self.args)
+        try:
+            runner.save_checkpoint(self.out_dir, filename, self.file_client_args,
+                                   save_optimizer=self.save_optimizer, save_param_scheduler=self.save_param_scheduler,
+                                   meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        except CheckpointSaveError as error:
+            raise CheckpointSaveError(
+                error.errno, f'{error.strerror}. Training stopped; the last checkpoint, {self.last_ckpt}, is kept '
+                '(free space, then run again with --resume)') from error
         interim = runner.message_hub.get_info(INTERIM_KEY, None)
         self._became_last(runner, path)
         if new_ids is not None:
