@@ -29,7 +29,7 @@ from typing import List, Optional
 from rich.progress import track
 
 from fiber_mmdet.apis import FIBERInferencer, ImageLoadError, best_detection
-from fiber_mmdet.apis.image_inputs import IMAGE_EXTENSIONS, inputs_to_list
+from fiber_mmdet.utils.image_files import IMAGE_EXTENSIONS, describe_left_out, scan_image_folder
 from fiber_mmdet.utils import PromptError
 
 
@@ -69,7 +69,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     inferencer = FIBERInferencer(model=args.model, weights=args.weights, device=args.device,
                                  palette=args.palette, show_progress=False)
-    images = inputs_to_list(args.inputs)  # a folder: its images, any extension case; the rest counted in the log
+    images = [args.inputs]
+    if osp.isdir(args.inputs):
+        images, left_out = scan_image_folder(args.inputs)
+        if left_out:
+            print(describe_left_out(args.inputs, left_out), file=sys.stderr)
     if not images:
         print(f'{args.inputs}: no image found (looked for files ending in {", ".join(IMAGE_EXTENSIONS)}, '
               'in any case)', file=sys.stderr)
