@@ -225,3 +225,20 @@ def test_configs_read_one_orientation_in_training_and_testing():
         assert len(orientations) <= 1, (path, orientations)
         checked += bool(orientations)
     assert checked >= 5
+
+
+def test_annotation_drawn_on_the_other_orientation_is_named(tmp_path):
+    """A sideways-stored photo (EXIF 6) whose annotation gives the stored size: the boxes were drawn on the stored
+    pixels, so reading it as shown would train on boxes across the picture."""
+    stored = picture()  # 24 x 40 (H x W) as stored; 40 x 24 as shown
+    path = save(stored, tmp_path / 'IMG_0007.jpg', exif=exif(6))
+    annotated_as_stored = dict(img_path=path, height=24, width=40)
+    with pytest.raises(ImageLoadError, match="IMG_0007.jpg: read as 24x40 \\(color_type='color': EXIF orientation "
+                                             "applied\\) but its annotation says 40x24.*set "
+                                             "color_type='color_ignore_orientation'"):
+        CheckedLoadImageFromFile()(dict(annotated_as_stored))
+    loaded = CheckedLoadImageFromFile(color_type='color_ignore_orientation')(dict(annotated_as_stored))
+    assert loaded['img_shape'] == (24, 40)
+    assert CheckedLoadImageFromFile()(dict(img_path=path, height=40, width=24))['img_shape'] == (40, 24)
+    with pytest.raises(ImageLoadError, match="set color_type='color'"):
+        CheckedLoadImageFromFile(color_type='color_ignore_orientation')(dict(img_path=path, height=40, width=24))

@@ -1,7 +1,7 @@
 """Image loading for training, evaluation and inference with one decoder (:func:`~fiber_mmdet.utils.image_io.
 load_user_image`): EXIF orientation, 16-bit, transparency, palette and CMYK handled alike everywhere, files over a
 pixel limit refused before decoding, and failures that name the file (mmcv's say ``<_io.BytesIO ...>``)."""
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
@@ -26,7 +26,12 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
     JPEG (RGB, greyscale, CMYK), PNG (8/16-bit, palette, alpha), WebP, TIFF, BMP and GIF files are read as
     ``(H, W, 3)`` uint8 BGR; transparency is composited on white.
 
-    Required Keys: ``img_path``. Added Keys: ``img``, ``img_shape``, ``ori_shape`` (``(H, W)`` as decoded).
+    Required Keys: ``img_path``; optional ``height`` / ``width`` (the annotation's image size, as mmdet's COCO and
+    ODVG datasets give it). Added Keys: ``img``, ``img_shape``, ``ori_shape`` (``(H, W)`` as decoded).
+
+    A photo whose EXIF orientation turns it by 90 degrees, decoded as ``width x height`` while its annotation says
+    ``height x width``, was annotated on the other orientation: it raises :class:`ImageLoadError` naming the file and
+    the ``color_type`` that matches, instead of training on boxes that lie across the picture.
 
     Args:
         color_type (str): the orientation of the pixels, the same key as mmcv's loader:
@@ -73,12 +78,26 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
             if isinstance(error, ImageLoadError):
                 raise
             raise image_load_error(path, error) from error
+        self._check_orientation(path, img.shape[:2], results)
         if self.to_float32:
             img = img.astype(np.float32)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
         return results
+
+    def _check_orientation(self, path: str, shape: Tuple[int, int], results: dict) -> None:
+        annotated = results.get('height', None), results.get('width', None)
+        if None in annotated or shape == annotated or shape != annotated[::-1]:
+            return  # a size that differs otherwise (a resized copy) is not an orientation question
+        other = next(c for c, o in ORIENTATION_OF_COLOR_TYPE.items() if o != self.orientation)
+        read = 'EXIF orientation applied' if self.orientation == 'exif' else 'EXIF orientation ignored'
+        drawn_on = 'the pixels as stored' if self.orientation == 'exif' else 'the picture as viewers show it'
+        raise ImageLoadError(
+            f'{path}: read as {shape[1]}x{shape[0]} (color_type={self.color_type!r}: {read}) but its annotation says '
+            f'{annotated[1]}x{annotated[0]}: the boxes were drawn on the picture turned the other way. If the '
+            f'dataset was annotated on {drawn_on}, set color_type={other!r} on the image loaders of the config '
+            '(training and test alike)')
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f', max_pixels={self.max_pixels})'
