@@ -30,9 +30,16 @@ def read_version() -> str:
 
 
 def read_requirements(path: str) -> list:
-    """The requirement lines of ``path`` (comments and blank lines dropped)."""
+    """The requirement lines of ``path`` (comments and blank lines dropped, ``-r FILE`` followed)."""
+    lines = []
     with open(path, encoding='utf-8') as f:
-        return [line.strip() for line in f if line.strip() and not line.startswith('#')]
+        for line in f:
+            line = line.strip()
+            if line.startswith('-r '):
+                lines += read_requirements(os.path.join(os.path.dirname(path), line[3:].strip()))
+            elif line and not line.startswith('#'):
+                lines.append(line)
+    return lines
 
 
 class BuildPyWithConfigs(build_py):
@@ -85,8 +92,13 @@ setup(
         'pycocotools',
         'lvis==0.5.3',
     ],
-    # the web demo (demo/gradio_demo.py): pip install -e .[demo]
-    extras_require={'demo': read_requirements('requirements-demo.txt')},
+    # the web demo (demo/gradio_demo.py): pip install -e .[demo]; the ONNX runtime (fiber_mmdet.runtime,
+    # demo/onnx_demo.py): .[deploy]; exporting checkpoints to ONNX (tools/deployment/export_onnx.py): .[export]
+    extras_require={
+        'demo': read_requirements('requirements-demo.txt'),
+        'deploy': read_requirements('requirements-deploy.txt'),
+        'export': read_requirements('requirements-export.txt'),
+    },
     license='Apache-2.0',
     cmdclass={'build_py': BuildPyWithConfigs},
     zip_safe=False,

@@ -14,9 +14,10 @@ from fiber_mmdet.utils import PromptError
 
 from ..conftest import REPO_ROOT, TOY_CONFIG, val_images
 
-# a process in which torch, mmcv, mmdet, mmengine, transformers and OpenCV cannot be imported
-WITHOUT_TORCH = ("import sys, runpy; sys.modules.update(dict.fromkeys(['torch', 'mmcv', 'mmdet', 'mmengine', "
-                 "'transformers', 'cv2', 'torchvision'])); sys.argv = sys.argv[1:]; "
+# a process in which the training stack cannot be imported: what a machine with only the deploy extra has
+UNAVAILABLE = ['torch', 'torchvision', 'mmcv', 'mmdet', 'mmengine', 'mmpretrain', 'transformers', 'cv2', 'pycocotools',
+               'lvis', 'rich']
+WITHOUT_TORCH = (f"import sys, runpy; sys.modules.update(dict.fromkeys({UNAVAILABLE!r})); sys.argv = sys.argv[1:]; "
                  "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 

@@ -21,7 +21,8 @@ from mmengine.config import Config
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # what the wheel is built from (setup.py reads the README and the requirement files)
 SOURCES = ('setup.py', 'MANIFEST.in', 'README.md', 'LICENSE', 'CITATION.cff', 'requirements.txt',
-           'requirements-demo.txt', 'requirements-test.txt', 'fiber_mmdet', 'configs')
+           'requirements-demo.txt', 'requirements-test.txt', 'requirements-deploy.txt', 'requirements-export.txt',
+           'fiber_mmdet', 'configs')
 # the user's configs: (file, its _base_, a line of its own)
 PROJECT_CONFIGS = {
     'my_fiber_b.py': ("'fiber_mmdet::_base_/models/fiber_b.py'", "model = dict(backbone=dict(drop_path_rate=0.2))"),
