@@ -46,12 +46,17 @@ class AtomicCheckpointHook(BestOnTieCheckpointHook):
             self._save_checkpoint_with_step(runner, step, meta)
             return self.last_ckpt
         filename = f'iter_{step}.pth'
-        runner.save_checkpoint(self.out_dir, filename, self.file_client_args, save_optimizer=self.save_optimizer,
-                               save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=False,
-                               backend_args=self.backend_args, **self.args)
         path = self.file_backend.join_path(self.out_dir, filename)
+        previous = runner.message_hub.get_info(INTERIM_KEY, None)
+        runner.message_hub.update_info(INTERIM_KEY, path)  # in the checkpoint: the resumed run removes it
+        try:
+            runner.save_checkpoint(self.out_dir, filename, self.file_client_args,
+                                   save_optimizer=self.save_optimizer, save_param_scheduler=self.save_param_scheduler,
+                                   meta=meta, by_epoch=False, backend_args=self.backend_args, **self.args)
+        except BaseException:
+            runner.message_hub.update_info(INTERIM_KEY, previous)
+            raise
         self._became_last(runner, path)
-        runner.message_hub.update_info(INTERIM_KEY, path)
         return path
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
