@@ -1,5 +1,7 @@
 """The shared image decoder (fiber_mmdet.utils.image_io) and the loaders built on it, on files written here with
 Pillow as cameras, scanners and editors write them."""
+import glob
+import os.path as osp
 import struct
 import time
 import zlib
@@ -215,8 +217,6 @@ def _loaders(node, found):
 def test_configs_read_one_orientation_in_training_and_testing():
     """Every config's loaders (training, validation, test) agree on ``color_type``: annotations are matched to
     one orientation of the pixels."""
-    import glob
-    import os.path as osp
     checked = 0
     for path in sorted(glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'), recursive=True)):
         cfg = Config.fromfile(path).to_dict()
