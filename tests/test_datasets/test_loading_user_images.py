@@ -12,7 +12,8 @@ from mmengine.config import Config
 from mmengine.dataset import Compose
 from PIL import Image
 
-from fiber_mmdet.datasets.transforms import CheckedLoadImageFromFile, ImageLoadError, with_user_image_loader
+from fiber_mmdet.datasets.transforms import (CheckedLoadImageFromFile, ImageLoadError, pipeline_orientation,
+                                             with_user_image_loader)
 from fiber_mmdet.utils.image_io import check_image_pixels, image_pixel_limit, load_user_image
 from ..conftest import REPO_ROOT
 
@@ -190,11 +191,13 @@ def test_inferencer_and_test_pipelines_get_the_shared_decoder(tmp_path):
     inferencer_pipeline = with_user_image_loader(Compose([dict(type='mmdet.InferencerLoader',
                                                                imdecode_backend='pillow')]))
     np.testing.assert_array_equal(inferencer_pipeline(path)['img'], expected)
+    assert pipeline_orientation(inferencer_pipeline) == 'exif'
     array = np.zeros((5, 7, 3), np.uint8)
     assert inferencer_pipeline(array)['img'] is array  # arrays pass through as mmdet gives them
     test_pipeline = Compose([dict(type='LoadImageFromFile', imdecode_backend='pillow',
                                   color_type='color_ignore_orientation')])
     assert (test_pipeline(dict(img_path=path))['img'] == 255).mean() > 0.9  # mmcv's reading
+    assert pipeline_orientation(test_pipeline) == 'stored'
     loader = with_user_image_loader(test_pipeline, max_pixels=900).transforms[0]
     assert isinstance(loader, CheckedLoadImageFromFile) and loader.orientation == 'stored'
     assert loader.max_pixels == 900 and loader.imdecode_backend == 'pillow'

@@ -124,3 +124,14 @@ def with_user_image_loader(pipeline: Compose, max_pixels: Optional[int] = None) 
         elif isinstance(transform, LoadImageFromFile) and not isinstance(transform, CheckedLoadImageFromFile):
             pipeline.transforms[i] = CheckedLoadImageFromFile.from_loader(transform, max_pixels)
     return pipeline
+
+
+def pipeline_orientation(pipeline: Compose) -> str:
+    """``'exif'`` or ``'stored'``: how the first image loader of a built pipeline orients the pixels (mmcv's, ours,
+    or the file loader inside mmdet's ``InferencerLoader``), so a picture drawn outside the pipeline matches its
+    boxes; ``'exif'`` (mmcv's default) when it has none."""
+    for transform in pipeline.transforms:
+        loader = transform.from_file if isinstance(transform, InferencerLoader) else transform
+        if isinstance(loader, LoadImageFromFile):
+            return ORIENTATION_OF_COLOR_TYPE.get(loader.color_type, 'exif')
+    return 'exif'
