@@ -27,7 +27,7 @@ from mmengine.runner.loops import _update_losses
 from mmengine.structures import InstanceData
 
 from mmdet.registry import LOOPS
-from ...datasets.transforms.loading import ImageLoadError, image_load_error
+from ...datasets.transforms.loading import ImageLoadError, image_load_error, with_user_image_loader
 from ..dist import RankSample, rank_sample_indices
 from ...utils.prompts import PromptError
 
@@ -156,7 +156,8 @@ class ContainBadSamplesMixin:
         for dataset in _leaf_datasets(self.dataloader.dataset):
             pipeline = getattr(dataset, 'pipeline', None)
             if isinstance(pipeline, Compose):
-                dataset.pipeline = ContainedPipeline(pipeline, skip=on_bad_sample == 'skip')
+                # the decoder of training and inference (EXIF, 16-bit, transparency, pixel limit), not mmcv's own
+                dataset.pipeline = ContainedPipeline(with_user_image_loader(pipeline), skip=on_bad_sample == 'skip')
         self.evaluator = BadSampleReportingEvaluator(self.evaluator, self.skipped)
 
     def _skip(self, sample, reason: str, repeat: bool) -> None:
