@@ -120,6 +120,27 @@ class ONNXFIBER:
                                          level_sizes)
         return outputs
 
+    def predict(self, prepared: List[Prepared], prompts: List[List[Prompt]], batch_size: int = 1) -> List[dict]:
+        """Detections of prepared images (:func:`~fiber_mmdet.runtime.preprocess.prepare`), each with its planned
+        prompts (one list per image; ignored by a fixed-vocabulary graph)."""
+        if self.fixed_vocabulary:
+            prompts = [self.fixed_prompts] * len(prepared)
+            outputs = self._run_fixed(prepared, batch_size)
+        else:
+            outputs = self._run_free_text(prepared, prompts, batch_size)
+        results = []
+        for i, image_prompts in enumerate(prompts):
+            parts = [detections(*outputs[i, j], prepared[i].scale_factor, self.meta['postprocess'])
+                     for j in range(len(image_prompts))]
+            names = [name for p in image_prompts for name in p.entities]
+            labels = np.concatenate([d.labels + p.label_offset for d, p in zip(parts, image_prompts)])
+            results.append(dict(
+                bboxes=np.concatenate([d.bboxes for d in parts]).tolist(),
+                scores=np.concatenate([d.scores for d in parts]).tolist(),
+                labels=labels.tolist(),
+                label_names=[names[int(l)] for l in labels]))
+        return results
+
     def __call__(self, inputs, texts=None, tokens_positive=None, custom_entities: bool = False,
                  batch_size: int = 1) -> List[dict]:
         """Detections per image: ``bboxes`` (xyxy, original-image pixels), ``scores``, ``labels`` (0-based into
@@ -137,19 +158,4 @@ class ONNXFIBER:
         orientation = self.meta['preprocess'].get('orientation', 'exif')
         prepared = [prepare(read_image(x, orientation, self.max_pixels), self.meta['preprocess'], fixed)
                     for x in inputs]
-        if self.fixed_vocabulary:
-            outputs = self._run_fixed(prepared, batch_size)
-        else:
-            outputs = self._run_free_text(prepared, prompts, batch_size)
-        results = []
-        for i, image_prompts in enumerate(prompts):
-            parts = [detections(*outputs[i, j], prepared[i].scale_factor, self.meta['postprocess'])
-                     for j in range(len(image_prompts))]
-            names = [name for p in image_prompts for name in p.entities]
-            labels = np.concatenate([d.labels + p.label_offset for d, p in zip(parts, image_prompts)])
-            results.append(dict(
-                bboxes=np.concatenate([d.bboxes for d in parts]).tolist(),
-                scores=np.concatenate([d.scores for d in parts]).tolist(),
-                labels=labels.tolist(),
-                label_names=[names[int(l)] for l in labels]))
-        return results
+        return self.predict(prepared, prompts, batch_size)

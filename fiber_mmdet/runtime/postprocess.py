@@ -6,7 +6,7 @@ score × centerness; score √(class score × centerness); then class-wise NMS o
 boxes shifted by ``label × (max coordinate + 1)``), the ``max_per_img`` best, and the rescale to the original
 image.
 """
-from typing import Dict, List, NamedTuple, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -23,38 +23,47 @@ def class_scores_from_tokens(token_scores: np.ndarray, label_to_tokens: Dict[int
     return np.stack([token_scores[:, label_to_tokens[j + 1]].mean(-1) for j in range(len(label_to_tokens))], 1)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, offset: int = 0) -> np.ndarray:
+def _greedy_keep(boxes: np.ndarray, offset: np.float32, threshold: np.float32) -> np.ndarray:
+    """Kept flags of boxes (K, 4) sorted best first: each kept box suppresses the later ones whose IoU with it
+    is above ``threshold`` (the IoU of mmcv's CPU kernel, element for element in float32)."""
+    x1, y1, x2, y2 = (boxes[:, i] for i in range(4))
+    areas = (x2 - x1 + offset) * (y2 - y1 + offset)
+    zero = np.float32(0)
+    w = np.maximum(zero, np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None]) + offset)
+    h = np.maximum(zero, np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None]) + offset)
+    inter = w * h
+    over = inter / (areas[:, None] + areas[None] - inter) > threshold  # (K, K)
+    kept = np.ones(len(boxes), dtype=bool)
+    for i in range(len(boxes)):
+        if kept[i]:
+            kept[i + 1:] &= ~over[i, i + 1:]
+    return kept
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, offset: int = 0,
+        groups: Optional[np.ndarray] = None) -> np.ndarray:
     """Indices kept by greedy NMS, best score first (mmcv's CPU ``nms``: IoU > threshold suppresses; widths
-    ``x2 - x1 + offset``)."""
+    ``x2 - x1 + offset``). With ``groups``, boxes of different groups are known not to overlap (class-wise NMS
+    after mmcv's coordinate shift), so each group is suppressed on its own: the same result in O(group²)."""
     if boxes.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
-    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, i]) for i in range(4))
-    off = np.float32(offset)
-    areas = (x2 - x1 + off) * (y2 - y1 + off)
     order = np.argsort(-scores, kind='stable')
-    keep = []
-    suppressed = np.zeros(len(order), dtype=bool)
-    threshold = np.float32(iou_threshold)
-    zero = np.float32(0)
-    for k, i in enumerate(order):
-        if suppressed[k]:
-            continue
-        keep.append(i)
-        rest = order[k + 1:]
-        w = np.maximum(zero, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + off)
-        h = np.maximum(zero, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + off)
-        inter = w * h
-        suppressed[k + 1:] |= inter / (areas[i] + areas[rest] - inter) > threshold
-    return np.asarray(keep, dtype=np.int64)
+    kept = np.zeros(len(order), dtype=bool)  # by position in ``order``
+    positions = [np.arange(len(order))] if groups is None else \
+        [np.flatnonzero(groups[order] == g) for g in np.unique(groups)]
+    for pos in positions:
+        kept[pos] = _greedy_keep(boxes[order[pos]], np.float32(offset), np.float32(iou_threshold))
+    return order[kept].astype(np.int64)
 
 
 def batched_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float,
                 offset: int = 0) -> np.ndarray:
-    """Class-wise NMS (mmcv's ``batched_nms`` with its per-label coordinate offset)."""
+    """Class-wise NMS (mmcv's ``batched_nms``: coordinates shifted by ``label × (max coordinate + 1)`` so that
+    boxes of different labels never overlap, then one NMS)."""
     if boxes.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
     shift = labels.astype(np.float32) * (boxes.max() + np.float32(1))
-    return nms(boxes + shift[:, None], scores, iou_threshold, offset)
+    return nms(boxes + shift[:, None], scores, iou_threshold, offset, groups=labels)
 
 
 def detections(boxes: np.ndarray, class_scores: np.ndarray, centerness: np.ndarray,

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from fiber_mmdet.runtime.compare import compare_detections
+
 from ..conftest import TOY_CONFIG
 
 FIXED_TEXTS = 'circle . square . triangle'
@@ -32,19 +34,10 @@ def toy_inferencer(toy_root: Path, toy_checkpoint: str):
 
 
 def match_detections(expected: dict, actual: dict, box_tol: float = 0.5, score_tol: float = 1e-3) -> None:
-    """Every detection of ``expected`` has its own counterpart in ``actual`` with the same label and label
-    name, the box within ``box_tol`` px and the score within ``score_tol``; the counts are equal. (Near-equal
-    scores may come out in another order, so detections are paired, not compared by position.)"""
+    """Every detection of ``expected`` has its own counterpart in ``actual`` (same label and name, box within
+    ``box_tol`` px, score within ``score_tol``), and none is left over."""
+    result = compare_detections(expected, actual, box_tol, score_tol)
     assert len(expected['scores']) == len(actual['scores'])
-    free = list(range(len(actual['scores'])))
-    for box, score, label, name in zip(expected['bboxes'], expected['scores'], expected['labels'],
-                                       expected['label_names']):
-        found = None
-        for j in free:
-            if (actual['labels'][j] == label and actual['label_names'][j] == name
-                    and abs(actual['scores'][j] - score) <= score_tol
-                    and max(abs(a - b) for a, b in zip(actual['bboxes'][j], box)) <= box_tol):
-                found = j
-                break
-        assert found is not None, f'no match for {name!r} {score:.4f} {box}'
-        free.remove(found)
+    assert result.equal, f'{len(result.unmatched)} of {len(expected["scores"])} unmatched, first: ' + (
+        f'{expected["label_names"][result.unmatched[0]]!r} {expected["bboxes"][result.unmatched[0]]}'
+        if result.unmatched else '-')
