@@ -82,7 +82,10 @@ def prompts_per_image(num_images: int, texts: TextsType, custom_entities: Union[
     if isinstance(texts, str):
         texts, positives = [texts] * num_images, [tokens_positive] * num_images
     else:
-        texts = _per_image(texts, num_images, 'texts')
+        if len(texts) != num_images:
+            raise PromptError(f'texts has {len(texts)} entries for {num_images} image(s): give one text per image, '
+                              "or one text for all (a string such as 'cat . dog' with custom_entities=True, or "
+                              "[('cat', 'dog')] for one image)")
         if isinstance(tokens_positive, (list, tuple)):
             positives = [_check_tokens_positive_entry(e, i)
                          for i, e in enumerate(_per_image(tokens_positive, num_images, 'tokens_positive'))]
