@@ -1,9 +1,12 @@
 """Pre-emption: SIGTERM / SIGUSR1 stop training after the current iteration with a checkpoint of it and exit
 status 75; ``--resume`` then gives exactly the losses of an uninterrupted run. Checked through tools/train.py on
 the tool tests' tiny ATSS (a real signal from outside), on two gloo ranks of which only one gets the signal, and
-in an epoch-based run stopped in the middle of an epoch."""
+in an epoch-based run stopped in the middle of an epoch. ``--resume`` also passes over a newest checkpoint that
+does not load."""
+import glob
 import os
 import os.path as osp
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,12 +40,20 @@ def _wait_for(path: str, proc: subprocess.Popen, timeout: float = 240) -> None:
         time.sleep(0.1)
 
 
-def test_sigterm_saves_exits_75_and_resume_gives_the_uninterrupted_losses(tmp_path):
-    config, waiting = tiny_configs(tmp_path, max_iters=5, wait_after=3)
-    full, interrupted = str(tmp_path / 'full'), str(tmp_path / 'interrupted')
-    rc, out = run_tool_status([str(TOOLS / 'train.py'), str(config), '--work-dir', full], str(tmp_path))
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+    """The tiny configs and an uninterrupted 5-iteration run of them (checkpoints at 2 and 4)."""
+    root = tmp_path_factory.mktemp('preemption')
+    config, waiting = tiny_configs(root, max_iters=5, wait_after=3)
+    full = str(root / 'full')
+    rc, out = run_tool_status([str(TOOLS / 'train.py'), str(config), '--work-dir', full], str(root))
     assert rc == 0, out[-3000:]
+    return root, config, waiting, full
 
+
+def test_sigterm_saves_exits_75_and_resume_gives_the_uninterrupted_losses(uninterrupted):
+    tmp_path, config, waiting, full = uninterrupted
+    interrupted = str(tmp_path / 'interrupted')
     proc = _start_tool([str(TOOLS / 'train.py'), str(waiting), '--work-dir', interrupted], str(tmp_path),
                        str(tmp_path))
     _wait_for(osp.join(interrupted, 'ready'), proc)
@@ -65,6 +76,37 @@ def test_sigterm_saves_exits_75_and_resume_gives_the_uninterrupted_losses(tmp_pa
     full_weights = torch.load(osp.join(full, 'iter_5.pth'), weights_only=True)['state_dict']
     resumed_weights = torch.load(osp.join(interrupted, 'iter_5.pth'), weights_only=True)['state_dict']
     assert all(torch.equal(v, resumed_weights[k]) for k, v in full_weights.items())
+
+
+def test_resume_skips_a_truncated_newest_checkpoint(uninterrupted):
+    """The newest checkpoint (named by last_checkpoint) was copied half-way: --resume names it with the reason,
+    resumes from the one before and trains the uninterrupted losses; with none readable it stops naming them."""
+    tmp_path, config, _, full = uninterrupted
+    work_dir = tmp_path / 'truncated'
+    work_dir.mkdir()
+    older, newest = str(work_dir / 'iter_2.pth'), str(work_dir / 'iter_4.pth')
+    shutil.copy(osp.join(full, 'iter_2.pth'), older)
+    data = open(osp.join(full, 'iter_4.pth'), 'rb').read()
+    open(newest, 'wb').write(data[:len(data) // 2])
+    (work_dir / 'last_checkpoint').write_text(newest)
+    rc, out = run_tool_status([str(TOOLS / 'train.py'), str(config), '--work-dir', str(work_dir), '--resume'],
+                              str(tmp_path))
+    assert rc == 0, out[-3000:]
+    assert (f'skipping checkpoint {newest}: ValueError: {newest}: the checkpoint is truncated ({len(data) // 2} '
+            'bytes; the end of its zip archive is missing)') in out
+    assert f'resuming from {older} (skipped 1 newer checkpoint(s) that do not load)' in out
+    expected, resumed = _losses(full), _losses(str(work_dir))
+    assert sorted(resumed) == [3, 4, 5] and all(resumed[i] == expected[i] for i in (3, 4, 5))
+    assert open(work_dir / 'last_checkpoint').read() == str(work_dir / 'iter_5.pth')
+
+    # nothing readable: every checkpoint named, nothing trained
+    for path in glob.glob(str(work_dir / '*.pth')):
+        with open(path, 'r+b') as f:
+            f.truncate(1000)
+    rc, out = run_tool_status([str(TOOLS / 'train.py'), str(config), '--work-dir', str(work_dir), '--resume'],
+                              str(tmp_path))
+    assert rc != 0 and f'--resume: no checkpoint in {work_dir} can be read:' in out, out[-3000:]
+    assert all(f'  {work_dir / name}: ValueError' in out for name in ('iter_5.pth', 'iter_4.pth', 'iter_2.pth'))
 
 
 # ------------------------------------------------------------------------------------- in-process toy runs
