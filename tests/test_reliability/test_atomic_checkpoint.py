@@ -15,6 +15,7 @@ import zipfile
 
 import pytest
 import torch
+from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
@@ -130,3 +131,57 @@ def test_unreadable_checkpoints_are_described(tmp_path):
     assert checkpoint_problem(corrupted) == f'{member.filename} in the archive is corrupted (CRC mismatch)'
     assert 'the checkpoint file is empty' in checkpoint_problem(empty)
     assert 'does not exist' in checkpoint_problem(str(tmp_path / 'missing.pth'))
+
+
+class RisingMetric(BaseMetric):
+    """0.1, 0.2, ... at successive validations: every validation is a new best."""
+    default_prefix = 'coco'
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def process(self, data_batch, data_samples) -> None:
+        self.results.append(1)
+
+    def compute_metrics(self, results) -> dict:
+        self.calls += 1
+        return dict(bbox_mAP=0.1 * self.calls)
+
+
+class FaultBeforeBestSave(Hook):
+    """Calls ``arm()`` after validation ``number``, before the checkpoint hook saves the new best."""
+    priority = 'LOW'
+
+    def __init__(self, number: int, arm) -> None:
+        self.number, self.arm, self.seen = number, arm, 0
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self.seen += 1
+        if self.seen == self.number:
+            self.arm()
+
+
+def test_failed_best_save_keeps_the_previous_best(tmp_path, monkeypatch):
+    """save_best: MMEngine removes the previous best before writing the new one; here it stays until then."""
+    work_dir = str(tmp_path)
+    full = []
+    real_write = os.write
+    monkeypatch.setattr(os, 'write', lambda fd, data: real_write(fd, data) if not full else (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+    loader = dict(dataset=ToyDataset(4), sampler=dict(type='DefaultSampler', shuffle=False), batch_size=2,
+                  num_workers=0, collate_fn=dict(type='default_collate'))
+    runner = Runner(
+        model=ToyGroundingModel(), work_dir=work_dir, experiment_name=osp.basename(work_dir), default_scope='mmdet',
+        train_dataloader=loader, val_dataloader=loader, val_evaluator=[RisingMetric()], val_cfg=dict(type='ValLoop'),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=4, val_interval=2),
+        default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', interval=-1, by_epoch=False,
+                                           save_best='coco/bbox_mAP', rule='greater')),
+        custom_hooks=[FaultBeforeBestSave(2, lambda: full.append(True))], randomness=dict(seed=0))
+    with pytest.raises(CheckpointSaveError, match='best_coco_bbox_mAP_iter_4.pth: no space left on device'):
+        runner.train()
+    best = osp.join(work_dir, 'best_coco_bbox_mAP_iter_2.pth')
+    # iter_4.pth: save_last, before the validation
+    assert sorted(glob.glob(osp.join(work_dir, '*.pth'))) == [best, osp.join(work_dir, 'iter_4.pth')]
+    assert checkpoint_problem(best) is None

@@ -105,8 +105,10 @@ class AtomicCheckpointHook(BestOnTieCheckpointHook):
         """MMEngine's best-checkpoint rule; the previous best is removed after the new best is written."""
         before = self._best_paths()
         # with no previous path, MMEngine's hook has nothing to remove before it saves
-        self.best_ckpt_path = None
-        self.best_ckpt_path_dict = {key: None for key in self.best_ckpt_path_dict}
+        if len(self.key_indicators) == 1:
+            self.best_ckpt_path = None
+        else:
+            self.best_ckpt_path_dict = {key: None for key in self.best_ckpt_path_dict}
         try:
             super()._save_best_checkpoint(runner, metrics)
         except BaseException:
