@@ -11,5 +11,6 @@ from .weight_decay_schedule_hook import WeightDecayScheduleHook
 __all__ = [
     'PREEMPTED_EXIT_CODE', 'AtomicCheckpointHook', 'BestOnTieCheckpointHook', 'NonFiniteGuardHook',
     'NonFiniteSkipEMAHook', 'NonFiniteTrainingError', 'PerSampleVisualizationHook', 'PreemptionHook',
-    'RankZeroLoggerHook', 'ResumableEarlyStoppingHook', 'TrainingPreempted', 'WeightDecayScheduleHook', 'non_finite_tensors'
+    'RankZeroLoggerHook', 'ResumableEarlyStoppingHook', 'TrainingPreempted', 'WeightDecayScheduleHook',
+    'non_finite_tensors'
 ]
