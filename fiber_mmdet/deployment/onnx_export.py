@@ -107,21 +107,41 @@ def _planner(model) -> PromptPlanner:
 def export_onnx(config: str, checkpoint: str, out_dir: str, texts=None, tokens_positive=None,
                 custom_entities: bool = True, shape: Optional[Tuple[int, int]] = None,
                 cfg_options: Optional[dict] = None, opset: int = OPSET, check: bool = True) -> str:
+    """Write ``out_dir/fiber.onnx`` (+ tokenizer files and ``fiber_onnx.json``) for ``checkpoint`` and return the
+    graph's path. See :func:`export_model` for the arguments; a checkpoint that does not fit ``config`` is an
+    :class:`ExportError`."""
+    cfg, model = build_model(config, checkpoint, cfg_options)
+    return export_model(model, cfg, out_dir, texts, tokens_positive, custom_entities, shape, opset, check)
+
+
+def export_model(model, cfg: Config, out_dir: str, texts=None, tokens_positive=None, custom_entities: bool = True,
+                 shape: Optional[Tuple[int, int]] = None, opset: int = OPSET, check: bool = True) -> str:
     """Write ``out_dir/fiber.onnx`` (+ tokenizer files and ``fiber_onnx.json``) and return the graph's path.
 
     Args:
-        config, checkpoint: the model.
+        model: the FIBER detector (moved to the CPU, float32, eval mode here).
+        cfg: its config (test pipeline and data preprocessor are read for the runtime's pre-processing).
         out_dir: the folder to write (created).
         texts: None for a free-text graph (inputs: image, img_hw, input_ids, attention_mask); otherwise the
-            prompt to fold in (class names ``'cat . dog'``, a caption with ``tokens_positive`` phrases, or an
-            expression with ``tokens_positive=-1``): the graph then takes only the image.
+            prompt to fold in (class names ``'cat . dog'`` or ``'$: coco'``, a caption with ``tokens_positive``
+            phrases, or an expression with ``tokens_positive=-1``): the graph then takes only the image.
         custom_entities: ``texts`` given as a string without ``tokens_positive`` is a class list.
         shape: (H, W) of a fixed-size graph (padded input size); None: any size (multiple of the size divisor).
         opset: ONNX opset (17 or newer).
         check: run ``onnx.checker`` on the result.
     """
     import onnx
-    cfg, model = build_model(config, checkpoint, cfg_options)
+    was_training = model.training
+    model = model.cpu().float().eval()
+    try:
+        return _export(model, cfg, out_dir, texts, tokens_positive, custom_entities, shape, opset, check)
+    finally:
+        model.train(was_training)
+
+
+def _export(model, cfg: Config, out_dir: str, texts, tokens_positive, custom_entities: bool,
+            shape: Optional[Tuple[int, int]], opset: int, check: bool) -> str:
+    import onnx
     pre = preprocessing_settings(cfg)
     divisor = pre['size_divisor']
     if shape is not None and any(s % divisor for s in shape):

@@ -28,7 +28,10 @@ class FIBERGraph(nn.Module):
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
-        self.detector = detector.eval()
+        self.detector = detector
+        # the wrapper is in eval mode too: the exporter puts a module back into ITS mode afterwards, and a
+        # wrapper left in training mode would switch the detector to training (dropout, DropBlock) on the way out
+        self.eval()
 
     def head_outputs(self, visual: Sequence[Tensor], language: dict,
                      img_hw: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:

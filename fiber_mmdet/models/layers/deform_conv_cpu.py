@@ -105,6 +105,10 @@ def modulated_deform_conv2d_cpu(x: Tensor,
     if h_out <= 0 or w_out <= 0:
         raise ValueError(f'input {h}x{w} is too small (output would be {h_out}x{w_out})')
     k, dg = kh * kw, deform_groups
+    # an ONNX export traces sizes as tensors: no power-of-two padding (its size would become a constant) and no
+    # channel chunks (a thread count is no property of the graph); positions are then resolved to grid_sample's
+    # normalised-coordinate rounding (~1e-6 px) instead of exactly
+    exporting = torch.onnx.is_in_onnx_export()
 
     off = _flat_prefix(offset, dg * 2 * k * h_out * w_out, 'offset').view(b * dg, k, 2, h_out, w_out)
     mod = _flat_prefix(mask, dg * k * h_out * w_out, 'mask').view(b, dg, 1, k, h_out * w_out)
@@ -121,15 +125,15 @@ def modulated_deform_conv2d_cpu(x: Tensor,
     # grid_sample's pixel coordinate is (g + 1) * size / 2 - 0.5; with a power-of-two size the round trip is
     # exact for integer and half-integer positions, so a sample that lands exactly on a pixel takes the same
     # bilinear cell (and the same coordinate gradient) as in mmcv. The zero padding reads like outside.
-    h2, w2 = _next_power_of_two(h), _next_power_of_two(w)
-    if (h2, w2) != (h, w):
+    h2, w2 = (h, w) if exporting else (_next_power_of_two(h), _next_power_of_two(w))
+    if not exporting and (h2, w2) != (h, w):
         padded = x.new_zeros(b, c_in, h2, w2)  # a sliced copy: F.pad's CPU kernel is slow on small maps
         padded[:, :, :h, :w] = x
         x = padded
     grid = torch.stack(((xs + 0.5) * (2.0 / w2) - 1, (ys + 0.5) * (2.0 / h2) - 1), dim=-1)
     # grid_sample's CPU kernels run one thread per image; split the channels so that a small batch keeps
     # every thread busy (the sampling positions are shared, their gradient is summed over the chunks).
-    chunks = _channel_chunks(b * dg, c_in // dg)
+    chunks = 1 if exporting else _channel_chunks(b * dg, c_in // dg)
     grid = grid.view(b * dg, 1, k * h_out, w_out, 2).expand(-1, chunks, -1, -1, -1)
     sampled = F.grid_sample(
         x.reshape(b * dg * chunks, c_in // (dg * chunks), h2, w2),
