@@ -130,7 +130,6 @@ def export_model(model, cfg: Config, out_dir: str, texts=None, tokens_positive=N
         opset: ONNX opset (17 or newer).
         check: run ``onnx.checker`` on the result.
     """
-    import onnx
     was_training = model.training
     model = model.cpu().float().eval()
     try:
@@ -151,7 +150,8 @@ def _export(model, cfg: Config, out_dir: str, texts, tokens_positive, custom_ent
     tokenizer = lm.tokenizer
     tokenizer.save_pretrained(out_dir)
     if not osp.isfile(osp.join(out_dir, 'tokenizer.json')):
-        raise ExportError(f'the tokenizer of {config} is not a fast tokenizer: no tokenizer.json to deploy')
+        raise ExportError(f'the tokenizer {lm.tokenizer.name_or_path!r} is not a fast tokenizer: no tokenizer.json to '
+                          'deploy')
     trace_hw = tuple(shape) if shape else swin_trace_shape(_window_sizes(model), divisor)
     image = torch.zeros(2, 3, *trace_hw)
     img_hw = torch.tensor([list(trace_hw), [trace_hw[0] - divisor // 2, trace_hw[1] - divisor]])

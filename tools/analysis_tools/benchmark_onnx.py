@@ -57,7 +57,7 @@ def build(args: argparse.Namespace):
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
 
-    import fiber_mmdet  # noqa: F401
+    import fiber_mmdet  # noqa: F401  (registers fiber_mmdet's modules)
     from fiber_mmdet.utils import train_roberta_tokenizer
     register_all_modules()
     cfg = Config.fromfile(args.config)
@@ -73,8 +73,7 @@ def build(args: argparse.Namespace):
     if tokenizer:
         lm.tokenizer = tokenizer
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = MODELS.build(cfg.model)  # random weights from the constructors, as benchmark.py
     with torch.no_grad():
         model.bbox_head.head.bias0.zero_()
     return cfg, model.to(args.device).eval()
@@ -102,7 +101,6 @@ def round_robin_seconds(fns: Dict[str, Callable[[], object]], repeat: int,
 def nms_costs(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: float, offset: int,
               repeat: int) -> Dict[str, float]:
     """Milliseconds of the runtime's class-wise NMS and of ONNX's NonMaxSuppression on the same candidates."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 

@@ -1,5 +1,5 @@
 """The FIBER detector: fusion-in-the-backbone vision-language ATSS."""
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from mmengine.logging import MMLogger
@@ -10,31 +10,15 @@ from mmdet.models.detectors.single_stage import SingleStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
-from ...utils import (PromptError, build_class_prompt, build_positive_map, chunk_class_names,
-                      label_to_token_indices)
+from ...utils import PromptError, build_class_prompt, build_positive_map
 from ...utils.checkpoint_fit import check_checkpoint_fits
+from ...utils.grounding_prompts import check_class_names, split_class_names
 from ...utils.lru_cache import LRUCache
-from ...utils.grounding_prompts import (check_class_names, check_expression, entity_names, resolve_phrases,
-                                        split_class_names)
+from ...utils.prompt_plan import Prompt, PromptPlanner
 from ..backbones.fusion_swin import SwinState
 from ..utils.tuning_modes import add_prompt_offset, freeze_all_but, get_tuning_mode, new_prompt_offset
 from .padded_shape_groups import PaddedShapeGroup, padded_shape_groups
 from .prompt_batching import prompt_batches, stack_texts
-
-
-class Prompt(NamedTuple):
-    """One caption run through the model at test time.
-
-    Attributes:
-        caption (str): the text.
-        label_to_tokens (dict[int, list[int]]): 1-based label within this prompt -> token columns.
-        label_offset (int): added to the 0-based labels predicted with this prompt.
-        entities (list[str]): a name per label of this prompt (for ``label_names``).
-    """
-    caption: str
-    label_to_tokens: Dict[int, List[int]]
-    label_offset: int
-    entities: List[str]
 
 
 class TextCacheKey(NamedTuple):
@@ -245,50 +229,14 @@ class FIBER(SingleStageDetector):
         return self.bbox_head.loss(visual, language, batch_data_samples)
 
     # ------------------------------------------------------------------ inference
-    def _label_map(self, caption: str, spans: Sequence[Sequence[Tuple[int, int]]], what: str,
-                   strict: bool = False) -> Dict[int, List[int]]:
-        """``{1-based label: token columns}``. With ``strict`` (a user's sentence) a caption over the token budget
-        or an entity that maps to no token is an error; class-list captions come already chunked to fit."""
-        tokenized = self.language_model.tokenizer(caption)
-        n = len(tokenized['input_ids'])
-        if strict and n > self.language_model.max_tokens:
-            raise PromptError(f'the sentence needs {n} tokens but the model reads at most '
-                              f'{self.language_model.max_tokens}; it is not truncated: shorten it '
-                              f'({caption[:60]!r}...)')
-        result = build_positive_map(tokenized, spans, self.bbox_head.num_tokens)
-        if result.unmapped:
-            empty = [i for i, row in enumerate(result.positive_map) if not row.any()]
-            if strict and empty:
-                raise PromptError(f'{what} {empty[0]} ({spans[empty[0]]}) covers no token of {caption!r}')
-            MMLogger.get_current_instance().warning(
-                f'{len(result.unmapped)} {what} span(s) map to no token and can never be predicted: '
-                f'{result.unmapped[:5]}')
-        return label_to_token_indices(result.positive_map, first_label=1)
-
-    def _class_prompts(self, names: Sequence[str], caption_prompt: Optional[dict]) -> List[Prompt]:
-        chunked_size = self.test_cfg.get('chunked_size', -1)
-        # the chunking setting is part of the key: changing test_cfg.chunked_size must re-split the names
-        key = repr((list(names), caption_prompt, chunked_size))
-
-        def build() -> List[Prompt]:
-            tokenizer = self.language_model.tokenizer
-
-            def count(caption: str) -> int:
-                return len(tokenizer(caption)['input_ids'])
-
-            chunks = chunk_class_names(names, count, self.language_model.max_tokens, chunked_size,
-                                       caption_prompt=caption_prompt, clean=True)
-            prompts = []
-            for start, chunk in chunks:
-                # names cleaned as the original's create_queries_and_maps ('bow_(weapon)' -> 'bow ')
-                caption, spans = build_class_prompt(chunk, caption_prompt, clean=True)
-                prompts.append(Prompt(caption, self._label_map(caption, spans, 'class name'), start, list(chunk)))
-            if len(prompts) > 1:
-                MMLogger.get_current_instance().info(
-                    f'{len(names)} classes are predicted with {len(prompts)} prompts')
-            return prompts
-
-        return self._prompt_cache.get(key, build)
+    def prompt_planner(self) -> PromptPlanner:
+        """Plans test prompts with this model's tokenizer, token budget and ``test_cfg.chunked_size``
+        (:class:`~fiber_mmdet.utils.PromptPlanner`, which the ONNX runtime uses too)."""
+        tokenizer = self.language_model.tokenizer
+        logger = MMLogger.get_current_instance()
+        return PromptPlanner(lambda caption: tokenizer(caption), lambda caption: len(tokenizer(caption)['input_ids']),
+                             self.language_model.max_tokens, self.test_cfg.get('chunked_size', -1),
+                             warn=logger.warning, info=logger.info)
 
     def test_prompts(self, sample) -> List[Prompt]:
         """The prompt(s) to run for one data sample (see the class docstring for the accepted forms).
@@ -305,27 +253,16 @@ class FIBER(SingleStageDetector):
 
     def _test_prompts(self, sample) -> List[Prompt]:
         text = sample.get('text', None)
-        if text is None:
-            raise PromptError('no text prompt: give class names, a caption with its phrases, or an expression')
         tokens_positive = sample.get('tokens_positive', None)
-        if isinstance(tokens_positive, int) and tokens_positive == -1:
-            caption, spans = check_expression(text)
-            return [Prompt(caption, self._label_map(caption, spans, 'expression', strict=True), 0, [caption])]
-        if tokens_positive is not None:
-            if isinstance(tokens_positive, dict):
-                tokens_positive = [tokens_positive[k] for k in sorted(tokens_positive)]
-            if not isinstance(text, str):
-                raise PromptError(f'phrases need a caption string, got {type(text).__name__} {text!r}')
-            spans = resolve_phrases(text, tokens_positive)
-            return [Prompt(text, self._label_map(text, spans, 'phrase', strict=True), 0,
-                           entity_names(text, spans))]
-        if isinstance(text, str) and sample.get('custom_entities', False):
-            text = split_class_names(text)
-        if isinstance(text, (list, tuple)):
-            return self._class_prompts(check_class_names(text), sample.get('caption_prompt', None))
-        raise PromptError(f'{text!r} is a sentence without the phrases to ground: give tokens_positive as the '
-                          "phrases (e.g. ['a man', 'a horse']) or their [beg, end) spans, tokens_positive=-1 for a "
-                          "referring expression, or custom_entities=True for class names separated by '.'")
+        custom_entities = sample.get('custom_entities', False)
+        caption_prompt = sample.get('caption_prompt', None)
+        planner = self.prompt_planner()
+        if tokens_positive is None and (isinstance(text, (list, tuple)) or (isinstance(text, str) and custom_entities)):
+            # class lists repeat over a dataset: their prompts are kept (the chunking setting is part of the key)
+            names = check_class_names(split_class_names(text) if isinstance(text, str) else text)
+            key = repr((list(names), caption_prompt, planner.chunked_size))
+            return self._prompt_cache.get(key, lambda: planner.class_prompts(names, caption_prompt))
+        return planner.plan(text, tokens_positive, custom_entities, caption_prompt)
 
     def _text_cache_key(self, caption: str, device) -> TextCacheKey:
         """What the text-free states of ``caption`` depend on besides the weights: the device and dtype the
