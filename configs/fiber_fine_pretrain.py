@@ -89,7 +89,7 @@ custom_hooks = [
 ]
 default_hooks = dict(
     logger=dict(interval=50, log_metric_by_epoch=False),  # validation metrics at their iteration in the curves
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2500, max_keep_ckpts=10))
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=2500, max_keep_ckpts=10))
 log_processor = dict(by_epoch=False)
 # 64 images per step as in the paper; `--auto-scale-lr` rescales the lr for other batch sizes
 auto_scale_lr = dict(enable=False, base_batch_size=64)

@@ -25,7 +25,7 @@ finetune_resize_flip = [
 ]
 # the epoch's checkpoint and the best one on the validation metric ('auto': the evaluator's first key); a tie
 # with the best also saves, as the original's model_best
-finetune_checkpoint_hook = dict(type='BestOnTieCheckpointHook', interval=1, max_keep_ckpts=1, save_best='auto',
+finetune_checkpoint_hook = dict(type='AtomicCheckpointHook', interval=1, max_keep_ckpts=1, save_best='auto',
                                 rule='greater_equal')
 
 max_epochs = 24

@@ -121,7 +121,7 @@ custom_hooks = [
 ]
 default_hooks = dict(
     logger=dict(interval=20, log_metric_by_epoch=False),  # validation metrics at their iteration in the curves
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
     visualization=dict(type='PerSampleVisualizationHook', draw=False))
 log_processor = dict(by_epoch=False, window_size=20)
 randomness = dict(seed=0)

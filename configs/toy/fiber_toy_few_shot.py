@@ -45,7 +45,7 @@ param_scheduler = [
 custom_hooks = [dict(type='EarlyStoppingHook', monitor=monitor, rule='greater', min_delta=0.0, patience=4)]
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(_delete_=True, type='BestOnTieCheckpointHook', interval=1, max_keep_ckpts=1, save_best=monitor,
+    checkpoint=dict(_delete_=True, type='AtomicCheckpointHook', interval=1, max_keep_ckpts=1, save_best=monitor,
                     rule='greater_equal'))
 log_processor = dict(by_epoch=True)
 

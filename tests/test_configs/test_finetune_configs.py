@@ -48,7 +48,7 @@ def test_downstream_recipes_follow_spec(repo_root, path, epochs, batch, flip):
     assert cfg.train_dataloader.batch_size * 8 == batch
     assert [h.type for h in cfg.custom_hooks] == ['NonFiniteSkipEMAHook'] and cfg.custom_hooks[0].momentum == 0.001
     assert cfg.model.backbone.with_cp and cfg.model.backbone.frozen_stages == -1
-    assert cfg.default_hooks.checkpoint.type == 'BestOnTieCheckpointHook' and cfg.default_hooks.checkpoint.save_best
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook' and cfg.default_hooks.checkpoint.save_best
     assert flips(cfg.train_dataloader.dataset.pipeline) == [flip]
     assert cfg.val_dataloader.dataset and cfg.val_evaluator and cfg.test_evaluator
     assert cfg.model.backbone.i2t_query_norm == ('refcoco' in path)  # v3 for referring expressions
