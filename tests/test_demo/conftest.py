@@ -1,5 +1,5 @@
-"""Fixtures for the web demo's browser test: a toy FIBER checkpoint (random weights), ``demo/gradio_demo.py``
-serving it on 127.0.0.1, and headless Chromium (Debian's ``chromium`` + ``chromium-driver``) driven by Selenium."""
+"""Fixtures for the web demo's tests: a toy FIBER checkpoint (random weights), ``demo/gradio_demo.py`` serving it
+on 127.0.0.1, and headless Chromium (Debian's ``chromium`` + ``chromium-driver``) driven by Selenium."""
 import os
 import shutil
 import subprocess
@@ -7,9 +7,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
+from typing import Dict, Iterator, Optional, Sequence
 
 import pytest
 
@@ -58,19 +59,24 @@ def _get(url: str, timeout: float) -> int:
         return response.status
 
 
-@pytest.fixture(scope='module')
-def demo_url(toy_demo_model) -> Iterator[str]:
-    """``python demo/gradio_demo.py CONFIG CKPT --port P`` as a user runs it; stopped (then killed) at the end."""
+@contextmanager
+def serve_demo(model: SimpleNamespace, name: str, args: Sequence[str] = (),
+               env: Optional[Dict[str, str]] = None) -> Iterator[SimpleNamespace]:
+    """``python demo/gradio_demo.py CONFIG CKPT --port P *args`` as a user runs it, with Gradio's files under
+    ``model.root / name``; yields ``url`` (no trailing slash), ``process``, ``log`` (path of its output) and
+    ``upload_dir``; stopped (then killed) at the end."""
     port = free_port()
-    url = f'http://127.0.0.1:{port}/'
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''),
-               OMP_NUM_THREADS='1', GRADIO_ANALYTICS_ENABLED='False',
-               GRADIO_TEMP_DIR=str(toy_demo_model.root / 'gradio_cache'))
-    log_path = toy_demo_model.root / 'server.log'
+    url = f'http://127.0.0.1:{port}'
+    upload_dir = model.root / name / 'gradio_cache'
+    upload_dir.mkdir(parents=True)
+    full_env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''),
+                    OMP_NUM_THREADS='1', GRADIO_ANALYTICS_ENABLED='False', GRADIO_TEMP_DIR=str(upload_dir))
+    full_env.update(env or {})
+    log_path = model.root / name / 'server.log'
     with open(log_path, 'w') as log:
         server = subprocess.Popen(
-            [sys.executable, 'demo/gradio_demo.py', toy_demo_model.config, toy_demo_model.checkpoint, '--port',
-             str(port), '--device', 'cpu'], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [sys.executable, 'demo/gradio_demo.py', model.config, model.checkpoint, '--port', str(port), '--device',
+             'cpu', *args], cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
@@ -78,7 +84,7 @@ def demo_url(toy_demo_model) -> Iterator[str]:
                 raise AssertionError(f'demo/gradio_demo.py exited ({server.returncode}) before serving:\n'
                                      f'{log_path.read_text()[-6000:]}')
             try:
-                if _get(url, timeout=2) == 200:
+                if _get(url + '/', timeout=2) == 200:
                     break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
@@ -86,7 +92,7 @@ def demo_url(toy_demo_model) -> Iterator[str]:
                 raise AssertionError(f'demo/gradio_demo.py did not serve {url} within {SERVER_START_TIMEOUT_S} s:\n'
                                      f'{log_path.read_text()[-6000:]}')
             time.sleep(0.5)
-        yield url
+        yield SimpleNamespace(url=url, process=server, log=log_path, upload_dir=upload_dir)
     finally:
         server.terminate()
         try:
@@ -94,6 +100,13 @@ def demo_url(toy_demo_model) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=15)
+
+
+@pytest.fixture(scope='module')
+def demo_url(toy_demo_model) -> Iterator[str]:
+    """The demo with its default settings, for the browser."""
+    with serve_demo(toy_demo_model, 'default') as server:
+        yield server.url + '/'
 
 
 @pytest.fixture(scope='module')
