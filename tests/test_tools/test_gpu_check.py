@@ -42,13 +42,17 @@ def test_dry_run_lists_steps_and_commands(tmp_path):
     assert len(bench) == 6 and all('--device cuda' in l and 'fixtures/gpu_parity/tokenizer' in l for l in bench)
     prompts = [l for l in lines if 'benchmark_prompts.py' in l]
     assert len(prompts) == 1 and '--classes 1203 --chunk 40' in prompts[0]
+    onnx = [l for l in lines if 'benchmark_onnx.py' in l]
+    assert [l.split('--provider-label ')[1].split()[0] for l in onnx] == ['CUDA', 'TensorRT', 'TensorRT-fp16']
+    assert ['--reuse-exports' in l for l in onnx] == [False, True, True]
+    assert all('--device cuda --sizes 512x512' in l for l in onnx) and '--precision fp16' in onnx[2]
     assert sorted(os.listdir(out)) == ['summary.txt']
 
 
 def test_unknown_step_is_refused(tmp_path):
-    proc = subprocess.run([sys.executable, DRIVER, '--steps', 'parity,onnx', '--out', str(tmp_path), '--dry-run'],
+    proc = subprocess.run([sys.executable, DRIVER, '--steps', 'parity,tensorrt', '--out', str(tmp_path), '--dry-run'],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "unknown step(s) ['onnx']" in proc.stderr
+    assert proc.returncode == 2 and "unknown step(s) ['tensorrt']" in proc.stderr
 
 
 def test_ddp_backend_choice():

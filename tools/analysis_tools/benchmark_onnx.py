@@ -46,6 +46,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--providers', nargs='+', default=['CPUExecutionProvider'])
     p.add_argument('--provider-label', default=None, help='name of the ONNX Runtime rows (default: the provider)')
     p.add_argument('--device', default='cpu', help='where PyTorch runs')
+    p.add_argument('--precision', choices=['fp32', 'fp16'], default='fp32',
+                   help='fp16: TensorRT builds float16 engines (needs TensorrtExecutionProvider) and PyTorch runs '
+                   'under float16 autocast')
+    p.add_argument('--reuse-exports', action='store_true', help='keep the graphs already in --work-dir')
     p.add_argument('--work-dir', default='work_dirs/benchmark_onnx')
     p.add_argument('--json', default=None)
     return p.parse_args(argv)
@@ -147,7 +151,7 @@ def run_size(args, model, onnx_models: Dict[str, object], size: List[int]) -> Di
     def pytorch() -> dict:
         sample = DetDataSample(metainfo=meta)
         sample.text = names
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device.split(':')[0], torch.float16, enabled=args.precision == 'fp16'):
             pred = model.predict(image.to(device), [sample])[0].pred_instances
         return dict(bboxes=pred.bboxes.tolist(), scores=pred.scores.tolist(), labels=pred.labels.tolist(),
                     label_names=list(pred.label_names))
@@ -185,8 +189,24 @@ def run_size(args, model, onnx_models: Dict[str, object], size: List[int]) -> Di
     return rows
 
 
+def provider_settings(args: argparse.Namespace) -> list:
+    """``--providers`` for onnxruntime; TensorRT with fp16 engines under ``--precision fp16`` and an engine cache in
+    ``--work-dir`` (building FIBER-B's engines takes minutes)."""
+    providers = []
+    for name in args.providers:
+        if name == 'TensorrtExecutionProvider':
+            providers.append((name, dict(trt_fp16_enable=args.precision == 'fp16', trt_engine_cache_enable=True,
+                                         trt_engine_cache_path=osp.join(args.work_dir, 'trt_cache'))))
+        else:
+            providers.append(name)
+    return providers
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    if args.precision == 'fp16' and 'TensorrtExecutionProvider' not in args.providers:
+        raise SystemExit('--precision fp16 runs float16 TensorRT engines: add TensorrtExecutionProvider to --providers '
+                         '(the exported graph itself is float32)')
     torch.set_num_threads(args.threads)
     os.makedirs(args.work_dir, exist_ok=True)
     from fiber_mmdet.deployment import export_model
@@ -194,17 +214,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg, model = build(args)
     exports = {}
     for kind, texts in (('onnx_free_text', None), ('onnx_fixed_vocabulary', args.prompt.replace('. ', ' . '))):
+        folder = osp.join(args.work_dir, kind)
+        if args.reuse_exports and osp.isfile(osp.join(folder, 'fiber.onnx')):
+            exports[kind] = 0.0
+            continue
         start = time.perf_counter()
-        export_model(model, cfg, osp.join(args.work_dir, kind), texts=texts)
+        export_model(model, cfg, folder, texts=texts)
         exports[kind] = time.perf_counter() - start
     model = model.to(args.device)
     label = args.provider_label or args.providers[0].replace('ExecutionProvider', '')
+    providers = provider_settings(args)
     runtimes = {}
     for kind in list(exports):
+        folder = osp.join(args.work_dir, kind)
         start = time.perf_counter()
-        runtimes[kind] = ONNXFIBER(osp.join(args.work_dir, kind), providers=args.providers, threads=args.threads)
+        runtimes[kind] = ONNXFIBER(folder, providers=providers, threads=args.threads)
         exports[kind + '_session_s'] = time.perf_counter() - start
     results = dict(config=args.config, threads=args.threads, providers=args.providers, device=args.device,
+                   precision=args.precision,
                    params=sum(p.numel() for p in model.parameters()), export_seconds=exports, sizes={})
     print(f'config: {args.config}  params: {results["params"]:,}  threads: {args.threads}  onnxruntime: {label}  '
           f'pytorch: {args.device}')

@@ -3,7 +3,9 @@
 Time on one H100, an estimate: the Python and DDP steps are nearly all imports and Runner set-up with tiny
 models (41 s of CPU time on two CPU cores): ~1-1.5 min; six ``benchmark.py`` runs at ~25-35 s
 each (start-up and building FIBER-B ~15 s, then 6 calls per phase, one FLOP count, a GEMM) and ~1 min of
-prompt timing: ~4 min. About 5.5 minutes in all, under 8; ``--repeat 3`` or fewer ``--steps`` shorten it.
+prompt timing: ~4 min. About 5.5 minutes in all, under 8, without the ``onnx`` step; that one exports FIBER-B
+(~1.5-3.5 min of CPU on 2 cores per graph, two graphs, fewer minutes on a GPU machine's cores) and builds TensorRT
+engines (minutes), an estimate of 4-8 more minutes: ``--steps`` without ``onnx`` leaves it out.
 
 Usage (from anywhere; ``gpu_check.sh`` is the same with PYTHONPATH set):
     python tools/analysis_tools/gpu_check.py [--device cuda] [--out DIR] [--steps a,b,...] [--dry-run]
@@ -17,6 +19,10 @@ Steps (``--steps``, default all, in this order; every result is one line of ``OU
 * ``parity``: the stored CPU float32 outputs of a small FIBER (``fixtures/gpu_parity``, see ``gpu_parity.py``)
   reproduced in float32: features, text, head outputs, losses, detections. The suite ties the CPU to the
   original FIBER, so this ties the GPU to it.
+* ``onnx``: FIBER-B (random weights) exported to ONNX and run by ONNX Runtime's CUDA and TensorRT execution
+  providers (TensorRT in fp32 and fp16) against PyTorch on the same GPU (fp32, and float16 autocast for the fp16
+  engines), at the first of ``--sizes``: seconds, ratio, detections paired (``benchmark_onnx.py``). Needs
+  ``onnxruntime-gpu`` (and TensorRT for its lines); without them the lines are SKIPs.
 * ``autocast``: ``model.predict`` under fp16 and bf16 autocast vs float32, with real candidates (low score
   threshold): boxes present and finite, the float32 detections found again.
 * ``train``: the toy model (deformable head) trained 6 iterations (CPU: 3) by MMEngine's Runner with AMP
@@ -49,9 +55,11 @@ HERE = osp.dirname(osp.abspath(__file__))
 REPO_ROOT = osp.dirname(osp.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, REPO_ROOT)
-STEPS = ('env', 'tf32', 'dcn', 'parity', 'autocast', 'train', 'ddp', 'bench', 'prompts')
-# ONNX Runtime's CUDA execution provider (an exported model's outputs vs PyTorch's) belongs after 'parity'
-# once the repository exports ONNX models; there is no such export yet, so no step.
+STEPS = ('env', 'tf32', 'dcn', 'parity', 'onnx', 'autocast', 'train', 'ddp', 'bench', 'prompts')
+# the ONNX step's runs: (label, providers, precision); the first exports FIBER-B, the others reuse its graphs
+ONNX_RUNS = (('CUDA', ['CUDAExecutionProvider', 'CPUExecutionProvider'], 'fp32'),
+             ('TensorRT', ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider'], 'fp32'),
+             ('TensorRT-fp16', ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider'], 'fp16'))
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -138,6 +146,58 @@ def prompts_command(args: argparse.Namespace) -> List[str]:
             '--classes', '1203', '--chunk', '40', '--size', '800', '1333', '--images', '2', '--plain-images', '1']
 
 
+def onnx_commands(args: argparse.Namespace, work: str) -> List[List[str]]:
+    tokenizer = osp.join(HERE, 'fixtures', 'gpu_parity', 'tokenizer')
+    h, w = args.sizes[0]
+    cmds = []
+    for i, (label, providers, precision) in enumerate(ONNX_RUNS):
+        cmds.append([sys.executable, osp.join(HERE, 'benchmark_onnx.py'), '--provider-label', label, '--precision',
+                     precision] + (['--reuse-exports'] if i else []) + [
+                     '--device', args.device, '--sizes', f'{h}x{w}', '--providers', *providers, '--repeat', '3',
+                     '--json', osp.join(work, f'onnx_{label}.json'), '--work-dir', osp.join(work, 'onnx'),
+                     '--tokenizer', tokenizer])
+    return cmds
+
+
+def onnx_line(result: dict, label: str) -> str:
+    """One summary line of a ``benchmark_onnx.py`` result: float32 must pair every detection with PyTorch's;
+    float16 engines are compared with PyTorch under float16 autocast and only need finite detections."""
+    cells, ok = [], True
+    for size, rows in result['sizes'].items():
+        torch_s = rows['pytorch']['seconds']
+        for kind in ('onnx_free_text', 'onnx_fixed_vocabulary'):
+            row = rows.get(kind)
+            if row is None:
+                continue
+            strict = result.get('precision', 'fp32') == 'fp32'
+            ok &= bool(row['parity']) if strict else row['detections'] > 0
+            cells.append(f'{size} {kind[5:]} {row["seconds"] * 1e3:.1f} ms ({row["vs_pytorch"]:.2f}x PyTorch '
+                         f'{torch_s * 1e3:.1f} ms), parity {row["parity"]} (boxes {row["max_box_diff_px"]:.1e} px, '
+                         f'scores {row["max_score_diff"]:.1e})')
+    return f'{"PASS" if ok else "FAIL"} onnx_{label}: ' + '; '.join(cells)
+
+
+def onnx_step(args: argparse.Namespace, work: str, log) -> List[str]:
+    try:
+        import onnxruntime as ort
+        available = ort.get_available_providers()
+    except ImportError:
+        available = []
+    lines = []
+    for (label, providers, _), cmd in zip(ONNX_RUNS, onnx_commands(args, work)):
+        if args.device.startswith('cuda') and providers[0] not in available:
+            lines.append(f'SKIP onnx_{label}: {providers[0]} not in onnxruntime ({available or "not installed"}); '
+                         'pip install onnxruntime-gpu (and TensorRT for its provider)')
+            continue
+        proc = run_command(cmd, log, max(args.step_timeout, 600))
+        if proc.returncode == 0 and osp.isfile(cmd[cmd.index('--json') + 1]):
+            with open(cmd[cmd.index('--json') + 1]) as f:
+                lines.append(onnx_line(json.load(f), label))
+        else:
+            lines.append(f'FAIL onnx_{label}: exit {proc.returncode}: {(proc.stdout + proc.stderr)[-300:]}')
+    return lines
+
+
 def ddp_command(args: argparse.Namespace, work: str, data_root: str, result: str, iters: int) -> List[str]:
     amp = ['--amp', 'fp16'] if args.device.startswith('cuda') else []
     # --standalone: a local rendezvous on a port torchrun picks itself, so no port is chosen here and raced for
@@ -195,6 +255,9 @@ def dry_run(args: argparse.Namespace, summary: Summary) -> int:
                 summary.add('DRY-RUN ' + shlex.join(cmd))
         elif step == 'prompts':
             summary.add('DRY-RUN ' + shlex.join(prompts_command(args)))
+        elif step == 'onnx':
+            for cmd in onnx_commands(args, work):
+                summary.add('DRY-RUN ' + shlex.join(cmd))
     summary.write('RESULT: dry run, nothing was run')
     return 0
 
@@ -257,7 +320,7 @@ def run_steps(args: argparse.Namespace, summary: Summary, work: str, log) -> Non
     python_steps = dict(env=(steps.step_env, device), tf32=(steps.step_tf32, device),
                         dcn=(steps.step_dcn, device), parity=(steps.step_parity, device),
                         autocast=(steps.step_autocast_predict, device), train=(steps.step_train, device, work))
-    command_steps = dict(ddp=ddp_step, bench=bench_step, prompts=prompts_step)
+    command_steps = dict(onnx=onnx_step, ddp=ddp_step, bench=bench_step, prompts=prompts_step)
     select_device(device)
     for name in args.steps:
         start = time.perf_counter()
