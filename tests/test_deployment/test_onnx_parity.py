@@ -85,3 +85,15 @@ def test_runtime_nms_equals_mmcv():
         ours = batched_nms(boxes, scores, labels, 0.6, offset)
         assert 30 < len(ours) < 400
         assert ours.tolist() == keep.tolist()
+
+
+def test_long_class_list_is_split_as_in_pytorch(onnx_exports, toy_inferencer, images):
+    """A class list over the toy model's 64 tokens runs as several prompts in both, with the same labels."""
+    names = [f'{colour} {shape}' for colour in ('red', 'green', 'blue', 'yellow', 'purple', 'orange')
+             for shape in ('circle', 'square', 'triangle', 'diamond', 'cross')]
+    model = ONNXFIBER(onnx_exports['free'])
+    assert len(model.planner.plan(names)) == 2  # 30 names: two prompts of at most 64 tokens
+    expected = toy_inferencer(images[0], texts=[tuple(names)])['predictions'][0]
+    actual = model(images[0], texts=[tuple(names)])[0]
+    assert len(set(expected['labels'])) > 5 and max(expected['labels']) >= 20  # later prompts' labels too
+    match_detections(expected, actual)
