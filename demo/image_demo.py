@@ -21,7 +21,6 @@ folder's images are the files ending in an image extension in any case (``.jpg``
 bar; an image that fails is reported and the others go on; the exit status is 1 if any image failed.
 """
 import argparse
-import ast
 import os.path as osp
 import sys
 from typing import List, Optional
@@ -31,6 +30,7 @@ from rich.progress import track
 from fiber_mmdet.apis import FIBERInferencer, ImageLoadError, best_detection
 from fiber_mmdet.utils.image_files import IMAGE_EXTENSIONS, describe_left_out, scan_image_folder
 from fiber_mmdet.utils import PromptError
+from fiber_mmdet.utils.prompt_args import add_prompt_args, prompt_from_args
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -38,30 +38,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('inputs', help='an image file or a folder of images')
     parser.add_argument('model', help='config file')
     parser.add_argument('--weights', required=True, help='checkpoint file')
-    parser.add_argument('--texts', required=True,
-                        help="class names 'a . b' (with -c), '$: coco', a caption (with --phrases or "
-                        '--tokens-positive) or a referring expression (with --tokens-positive -1)')
-    parser.add_argument('-c', '--custom-entities', action='store_true',
-                        help="--texts is a list of class names separated by '.'")
-    parser.add_argument('--phrases', nargs='+', help='the phrases of --texts to ground (found in the caption)')
-    parser.add_argument('--tokens-positive', type=str,
-                        help="character spans per phrase, e.g. '[[[0, 5]], [[14, 21]]]', or -1 for a referring "
-                        'expression')
+    add_prompt_args(parser, required=True)
     parser.add_argument('--pred-score-thr', type=float, default=0.3, help='score threshold of the drawn boxes')
     parser.add_argument('--out-dir', default='outputs', help='where vis/ and preds/ are written')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     parser.add_argument('--palette', default='none', help="box colours: 'coco', 'voc', 'random' or 'none'")
     args = parser.parse_args(argv)
-    if args.phrases and args.tokens_positive is not None:
-        parser.error('give --phrases or --tokens-positive, not both')
-    if args.tokens_positive is not None:
-        try:
-            args.tokens_positive = ast.literal_eval(args.tokens_positive)
-        except (ValueError, SyntaxError):
-            parser.error(f'--tokens-positive {args.tokens_positive!r} is not a Python literal such as '
-                         "'[[[0, 5]], [[14, 21]]]' or -1")
-    elif args.phrases:
-        args.tokens_positive = list(args.phrases)
+    prompt_from_args(parser, args)  # --phrases / --tokens-positive -> args.tokens_positive
     return args
 
 
