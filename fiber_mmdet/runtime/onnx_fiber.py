@@ -12,6 +12,15 @@ from .postprocess import class_scores_from_tokens, detections
 from .preprocess import Prepared, batch, prepare, read_image
 
 
+def _no_dataset_names(text: str) -> None:
+    """``'$: coco'`` names a dataset's class list, which lives in mmdet: refused here rather than run as a
+    class called '$: coco'."""
+    if text.strip().startswith('$:'):
+        raise PromptError(f'{text!r}: dataset class lists come with mmdet, which the runtime does not need; export '
+                          f"a graph with them folded in (export_onnx.py --texts {text!r}) or give the names")
+    return None
+
+
 class ONNXFIBER:
     """Run an exported FIBER (``tools/deployment/export_onnx.py``) on images with text prompts.
 
@@ -70,7 +79,7 @@ class ONNXFIBER:
                     'no text. Export without --texts for a graph that grounds any text.')
             return [self.fixed_prompts] * n
         return [self.planner.plan(p.text, p.tokens_positive, p.custom_entities)
-                for p in prompts_per_image(n, texts, custom_entities, tokens_positive)]
+                for p in prompts_per_image(n, texts, custom_entities, tokens_positive, expand=_no_dataset_names)]
 
     def encode(self, captions: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """(len, max_tokens) int64 token ids (padded) and attention mask of captions that fit the budget."""

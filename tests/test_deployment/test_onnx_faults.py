@@ -83,3 +83,8 @@ def test_onnx_demo_runs_without_torch(onnx_exports, toy_root, tmp_path):
             saved = json.load(f)
         assert saved == model(path, texts='circle . square', custom_entities=True)[0]
         assert (out / 'vis' / f'{stem}.PNG').is_file()
+
+
+def test_dataset_class_list_needs_an_export(onnx_exports, toy_root):
+    with pytest.raises(PromptError, match=r"export_onnx.py --texts '\$: coco'"):
+        ONNXFIBER(onnx_exports['free'])(val_images(toy_root)[0], texts='$: coco', custom_entities=True)
