@@ -42,9 +42,12 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from mmdet.structures import DetDataSample  # noqa: E402
+
 from fiber_mmdet.apis import FIBERInferencer  # noqa: E402
 from fiber_mmdet.utils import PromptError  # noqa: E402
-from fiber_mmdet.utils.image_io import ImageLoadError, check_image_pixels, image_pixel_limit  # noqa: E402
+from fiber_mmdet.utils.image_io import (ImageLoadError, check_image_pixels, image_pixel_limit,  # noqa: E402
+                                        open_user_image, pil_to_rgb)
 
 MODES = ('classes', 'phrases', 'referring expression')
 TABLE_HEADERS = ['phrase', 'score', 'x1', 'y1', 'x2', 'y2']
@@ -59,6 +62,7 @@ MAX_QUEUE = 16  # requests waiting or running; more are refused at once ("the qu
 MAX_FILE_SIZE = '25mb'  # an upload larger than this is refused before it is stored
 MAX_PIXELS = 40_000_000  # decoded RGB ~120 MB, its drawing ~160 MB more: a 48-megapixel camera photo is refused
 KEEP_FILES_S = 3600  # uploads and result pictures are deleted from Gradio's cache after this
+DISPLAY_MAX_SIDE = 2048  # the result picture's longer side at most (pixels); the table keeps full-size boxes
 FORGET_EVENTS_EVERY_S = 5.0  # how often the records of finished requests are dropped (see forget_finished_events)
 Row = List[Any]
 
@@ -193,16 +197,34 @@ class GroundingDemo:
             # an expression names one object: its best box is the answer, the one box drawn and listed
             best = int(sample.pred_instances.scores.argmax())
             sample.pred_instances = sample.pred_instances[best:best + 1]
-        # the inferencer's own drawing and prediction dict, on the (possibly trimmed) sample
-        picture = self.inferencer.visualize([image_path], [sample], return_vis=True, pred_score_thr=score_thr,
-                                            no_save_vis=True)[0]
-        rows = box_rows(self.inferencer.pred2dict(sample), score_thr)
+        picture = self.draw(image_path, sample, score_thr)
+        rows = box_rows(self.inferencer.pred2dict(sample), score_thr)  # in the uploaded image's pixels
         prompt = f'{mode} "{kwargs["texts"]}"'
         if rows:
             status = f'{prompt}: {len(rows)} box(es) scoring above {score_thr:.2f}.'
         else:
             status = f'{prompt}: no box scores above {score_thr:.2f}; lower the score threshold.'
         return picture, rows, status
+
+
+    def draw(self, image_path: str, sample: DetDataSample, score_thr: float) -> np.ndarray:
+        """The inferencer's own drawing of ``sample`` (RGB, (H, W, 3) uint8), on the picture shrunk to
+        :data:`DISPLAY_MAX_SIDE` pixels at most (the boxes with it) when it is larger: drawn at full size, a
+        12-megapixel photo takes 1.5 GB more memory and its PNG is sent to the browser whole."""
+        width, height = check_image_pixels(image_path)
+        scale = DISPLAY_MAX_SIDE / max(width, height)
+        if scale >= 1:
+            return self.inferencer.visualize([image_path], [sample], return_vis=True, pred_score_thr=score_thr,
+                                             no_save_vis=True)[0]
+        with open_user_image(image_path) as stored:
+            upright = pil_to_rgb(stored)  # as the model saw it (EXIF orientation, 16-bit, transparency)
+            size = (max(1, round(upright.width * scale)), max(1, round(upright.height * scale)))
+            small = np.asarray(upright.resize(size, Image.BILINEAR))
+        shrunk, instances = sample.clone(), sample.pred_instances.clone()  # clones share fields, not the boxes set
+        instances.bboxes = instances.bboxes * scale
+        shrunk.pred_instances = instances
+        return self.inferencer.visualize([small], [shrunk], return_vis=True, pred_score_thr=score_thr,
+                                         no_save_vis=True)[0]
 
 
 def build_page(demo: GroundingDemo, title: str = 'FIBER: detect and ground text in your images',

@@ -167,6 +167,21 @@ def test_oversized_uploads_and_images_are_refused(shared, tmp_path):
     assert ok.success
 
 
+def test_a_large_picture_is_shown_shrunk(shared, toy_demo_model, tmp_path):
+    """A picture over DISPLAY_MAX_SIDE is drawn shrunk (a 12-megapixel photo drawn whole takes 1.5 GB and is sent
+    whole to the browser); the table keeps the boxes in the uploaded image's pixels."""
+    from fiber_mmdet.apis import FIBERInferencer
+    wide = tmp_path / 'wide.png'
+    Image.open(toy_demo_model.image).resize((2400, 400), Image.NEAREST).save(wide)  # 0.96 megapixels
+    picture, rows, _ = shown(shared, shared.http, detect(shared, shared.http, str(wide), 'classes', 'circle'))
+    assert picture.shape == (341, 2048, 3)  # 2048 / 2400 of each side
+    inferencer = FIBERInferencer(model=toy_demo_model.config, weights=toy_demo_model.checkpoint, device='cpu',
+                                 show_progress=False)
+    want = inferencer(str(wide), texts='circle', custom_entities=True)['predictions'][0]
+    assert len(rows) == len(want['bboxes']) > 0
+    np.testing.assert_allclose([row[2:] for row in rows], want['bboxes'], rtol=0, atol=0.05 + 1e-3)
+
+
 def test_memory_does_not_grow_with_requests(shared, tmp_path):
     """RSS of the server over :data:`MEMORY_REQUESTS` requests, each in its own session (a colleague's page or
     client) with its upload, a few images and prompts over and over. Gradio's records of each request (35 kB)
