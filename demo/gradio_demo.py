@@ -21,9 +21,10 @@ Three modes, as :class:`~fiber_mmdet.apis.FIBERInferencer` takes them:
 * **phrases**: a caption, and in the second box the phrases of it to ground, separated by ``;`` or new lines;
 * **referring expression**: the whole text names one object; the page shows the best box.
 
-The page shows the picture with the boxes scoring above the threshold and their phrase names, and a table of
-the same boxes (phrase, score, x1, y1, x2, y2 in the uploaded image's pixels). A prompt or an image that cannot be
-used is reported in the page (the message of :class:`~fiber_mmdet.utils.PromptError` or of the image error).
+The page shows the picture with the boxes scoring above the threshold and their phrase names (a picture larger
+than 2048 pixels is drawn shrunk to that), and a table of the same boxes (phrase, score, x1, y1, x2, y2 in the
+uploaded image's pixels). A prompt or an image that cannot be used is reported in the page (the message of
+:class:`~fiber_mmdet.utils.PromptError` or of the image error).
 """
 import argparse
 import asyncio

@@ -12,7 +12,7 @@ import time
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 import httpx
 import numpy as np
