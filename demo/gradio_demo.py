@@ -9,7 +9,7 @@ Install the extra and launch (the page is served on http://127.0.0.1:7860 unless
 Shared with colleagues (``--host 0.0.0.0``, which prints a warning that the page is reachable from the network),
 the requests of everyone go through one queue to the one model, one at a time (the model, its text cache and the
 drawing are shared, so two requests at once would cross their results); the page shows each waiting user their
-place in the queue, and the step of the running request. The queue holds ``--max-queue`` requests; beyond that a
+place in the queue, and the step of the running request. At most ``--max-queue`` requests wait; beyond that a
 request is refused at once. A bad request (image, prompt) gets its own message and leaves the others alone.
 The page reads no file of the server: the image must come as an upload (a server path sent through the API is
 refused); uploads over ``--max-file-size`` or images over ``--max-pixels`` are refused, and the uploads and
@@ -59,7 +59,7 @@ BOX_DECIMALS = 1
 MODEL_CONCURRENCY_ID = 'model'
 API_NAME = 'detect'
 # the web page's limits (command-line defaults)
-MAX_QUEUE = 16  # requests waiting or running; more are refused at once ("the queue is full")
+MAX_QUEUE = 16  # requests waiting behind the running one; more are refused at once ("Queue is full")
 MAX_FILE_SIZE = '25mb'  # an upload larger than this is refused before it is stored
 MAX_PIXELS = 40_000_000  # decoded RGB ~120 MB, its drawing ~160 MB more: a 48-megapixel camera photo is refused
 KEEP_FILES_S = 3600  # uploads and result pictures are deleted from Gradio's cache after this
@@ -230,8 +230,8 @@ class GroundingDemo:
 
 def build_page(demo: GroundingDemo, title: str = 'FIBER: detect and ground text in your images',
                max_queue: int = MAX_QUEUE, keep_files_s: int = KEEP_FILES_S) -> gr.Blocks:
-    """The Gradio page, with its queue: the model's event runs one request at a time, ``max_queue`` requests
-    wait or run at most (more are refused at once), and the files of the requests (uploads, result pictures)
+    """The Gradio page, with its queue: the model's event runs one request at a time, at most ``max_queue``
+    requests wait behind it (more are refused at once), and the files of the requests (uploads, result pictures)
     are deleted from Gradio's cache ``keep_files_s`` seconds after they were written (checked as often).
     Elements the browser test looks for carry an ``elem_id``."""
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(keep_files_s, keep_files_s)) as page:
@@ -332,7 +332,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='address to serve on; 0.0.0.0 for other machines (default: %(default)s)')
     parser.add_argument('--port', type=int, default=7860, help='port (default: %(default)s)')
     parser.add_argument('--max-queue', type=int, default=MAX_QUEUE,
-                        help='requests waiting or running at most; more are refused at once (default: %(default)s)')
+                        help='requests waiting behind the running one, at most; more are refused at once '
+                        '(default: %(default)s)')
     parser.add_argument('--max-file-size', default=MAX_FILE_SIZE,
                         help='largest upload, e.g. 25mb or 500kb (default: %(default)s)')
     parser.add_argument('--max-pixels', type=int, default=MAX_PIXELS,
