@@ -364,9 +364,8 @@ def network_warning(host: str, port: int) -> Optional[str]:
     if is_loopback(host):
         return None
     return (f'WARNING: serving on {host}:{port}: the page is reachable from the network. Anyone who can reach this '
-            'machine on that port can use it without logging in: upload images and run the model on this '
-            'machine (no file of it is readable through the page). Serve on 127.0.0.1 (the default) to keep it '
-            'to yourself.')
+            'host on that port can use it without logging in: upload images and run the model here (no file of '
+            'the server is readable through the page). Serve on 127.0.0.1 (the default) to keep it to yourself.')
 
 
 def launch(page: gr.Blocks, args: argparse.Namespace, **kwargs) -> Tuple[Any, str, str]:
