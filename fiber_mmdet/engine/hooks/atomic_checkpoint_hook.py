@@ -103,6 +103,8 @@ class AtomicCheckpointHook(BestOnTieCheckpointHook):
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
         """MMEngine's best-checkpoint rule; the previous best is removed after the new best is written."""
+        if not self.save_best:  # no best checkpoint kept (MMEngine sets no key indicators then)
+            return
         before = self._best_paths()
         # with no previous path, MMEngine's hook has nothing to remove before it saves
         if len(self.key_indicators) == 1:
