@@ -29,11 +29,13 @@ class TextCacheKey(NamedTuple):
         device (str): where the states were computed (``'cpu'``, ``'cuda:0'``).
         weights_dtype (torch.dtype): the language model's parameter dtype.
         autocast_dtype (torch.dtype, optional): the autocast dtype on that device, None outside autocast.
+        trimmed (bool): the states were computed on the caption's own tokens (``test_cfg.trim_text_padding``).
     """
     caption: str
     device: str
     weights_dtype: torch.dtype
     autocast_dtype: Optional[torch.dtype]
+    trimmed: bool = False
 
 
 @MODELS.register_module()
@@ -272,14 +274,22 @@ class FIBER(SingleStageDetector):
         weights_dtype = next(self.language_model.parameters()).dtype
         autocast_dtype = (torch.get_autocast_dtype(device.type)
                           if torch.is_autocast_enabled(device.type) else None)
-        return TextCacheKey(caption, str(device), weights_dtype, autocast_dtype)
+        return TextCacheKey(caption, str(device), weights_dtype, autocast_dtype, self._trim_text())
+
+    def _trim_text(self) -> bool:
+        """Whether test-time prompts run only on their own tokens (``test_cfg.trim_text_padding=True``) instead
+        of the language model's padding (FIBER: ``max_tokens``, 256). Padding is masked everywhere, so the
+        detections are the same up to rounding (tested on the reference fixtures and random prompts) while the
+        text side costs what the prompt needs. Training keeps the padding."""
+        return not self.training and bool(self.test_cfg.get('trim_text_padding', False))
 
     def _text_free_text(self, caption: str, device) -> Tuple[dict, Tensor]:
         """Tokenised caption (1, T) and its text-free states (1, T, D), from the prompt cache when allowed."""
         cacheable = not self.training  # training changes the weights
 
         def compute() -> Tuple[dict, Tensor]:
-            tok = self.language_model.tokenize([caption], device=device)
+            tok = self.language_model.tokenize([caption], device=device,
+                                               pad_to_max=False if self._trim_text() else None)
             return tok, self.language_model.forward_text_only(tok['input_ids'], tok['attention_mask'])
 
         if not cacheable:
@@ -299,7 +309,8 @@ class FIBER(SingleStageDetector):
             n = len(indices)
             samples = [batch_data_samples[i] for i in indices]
             for prompt in chunk_prompts:
-                tok = self.language_model.tokenize([prompt.caption], device=batch_inputs.device)
+                tok = self.language_model.tokenize([prompt.caption], device=batch_inputs.device,
+                                                   pad_to_max=False if self._trim_text() else None)
                 mask = tok['attention_mask'].expand(n, -1)
                 visual, language = self.extract_feat(batch_inputs[indices], tok['input_ids'].expand(n, -1), mask)
                 for s in samples:

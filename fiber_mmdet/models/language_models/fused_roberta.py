@@ -285,7 +285,7 @@ class FusedRoberta(BaseModel):
 
     # ------------------------------------------------------------------ text
     def tokenize(self, captions: Union[str, List[str]], device: Optional[torch.device] = None,
-                 allow_truncation: bool = False):
+                 allow_truncation: bool = False, pad_to_max: Optional[bool] = None):
         """Tokenise captions to ``max_tokens`` (padded when ``pad_to_max``).
 
         Args:
@@ -293,6 +293,8 @@ class FusedRoberta(BaseModel):
             device: where to put the tensors.
             allow_truncation: truncate captions that are too long, with a logged warning (training data);
                 otherwise they are an error.
+            pad_to_max: pad to ``max_tokens`` (True) or to the longest caption (False); None: the model's
+                ``pad_to_max``.
 
         Raises:
             ValueError: a caption needs more than ``max_tokens`` tokens and ``allow_truncation`` is False
@@ -313,7 +315,8 @@ class FusedRoberta(BaseModel):
                              f'needs {n} tokens: {captions[i][:80]!r}... Use fewer classes per prompt '
                              f'(test_cfg.chunked_size) or a shorter caption.')
         tokenized = self.tokenizer(
-            captions, max_length=self.max_tokens, padding='max_length' if self.pad_to_max else 'longest',
+            captions, max_length=self.max_tokens,
+            padding='max_length' if (self.pad_to_max if pad_to_max is None else pad_to_max) else 'longest',
             truncation=True, return_special_tokens_mask=True, return_tensors='pt')
         if device is not None:
             tokenized = tokenized.to(device)
