@@ -10,7 +10,8 @@ from mmengine.dataset import Compose
 from mmdet.apis import DetInferencer
 from mmdet.evaluation import get_classes
 from mmdet.structures import DetDataSample
-from ..datasets.transforms.loading import ImageLoadError, image_load_error, with_user_image_loader
+from ..datasets.transforms.loading import (ImageLoadError, image_load_error, pipeline_orientation,
+                                          with_user_image_loader)
 from ..utils import PromptError
 from ..utils.grounding_prompts import check_expression, resolve_phrases
 from ..utils.image_io import load_user_image
@@ -126,8 +127,8 @@ class FIBERInferencer(DetInferencer):
     def visualize(self, inputs, preds: List[DetDataSample], return_vis: bool = False, show: bool = False,
                   wait_time: float = 0, draw_pred: bool = True, pred_score_thr: float = 0.3,
                   no_save_vis: bool = False, img_out_dir: str = '', **kwargs) -> Optional[List[np.ndarray]]:
-        """mmdet's drawing (same arguments), except that a file is decoded as the model saw it (EXIF orientation,
-        16-bit, transparency: :func:`~fiber_mmdet.utils.image_io.load_user_image`) and a referring expression
+        """mmdet's drawing (same arguments), except that a file is decoded as the model saw it (the pipeline's
+        orientation, 16-bit, transparency: :func:`~fiber_mmdet.utils.image_io.load_user_image`) and a referring expression
         shows only its answer, the top box (the predictions keep every candidate, ranked, as ``tools/test.py``
         gives them). Returns the RGB pictures (H, W, 3), or None when nothing is shown, saved or returned."""
         if no_save_vis:
@@ -142,7 +143,10 @@ class FIBERInferencer(DetInferencer):
                 pred = pred.clone()
                 pred.pred_instances = pred.pred_instances[pred.pred_instances.scores.argsort(descending=True)[:1]]
             if isinstance(single_input, str):
-                image, name = load_user_image(single_input, channel_order='rgb'), osp.basename(single_input)
+                # oriented as the pipeline oriented the model's input (the config's color_type), so boxes fit
+                image = load_user_image(single_input, channel_order='rgb',
+                                        orientation=pipeline_orientation(self.pipeline.pipeline))
+                name = osp.basename(single_input)
             elif isinstance(single_input, np.ndarray):
                 image, name = single_input.copy(), f'{self.num_visualized_imgs:08d}.jpg'
             else:

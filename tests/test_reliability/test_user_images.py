@@ -161,3 +161,18 @@ def test_demo_takes_a_camera_folder(toy_cfg, scoring_checkpoint, toy_rgb, tmp_pa
     assert vis.size == (toy_rgb.shape[1], toy_rgb.shape[0])  # drawn on the picture as shown
     assert '4 entries left out: 2 hidden (.DS_Store, ._IMG_0001.JPG), 1 not an image (notes.txt), 1 folder ' \
         '(thumbs)' in printed.err
+
+
+def test_drawn_picture_follows_the_configs_orientation(toy_cfg, scoring_checkpoint, toy_rgb, tmp_path):
+    """A config that keeps the stored pixels (color_type='color_ignore_orientation') draws its boxes on the
+    stored picture, the one the model saw, not on the EXIF-turned one."""
+    sideways = str(tmp_path / 'IMG_0002.PNG')
+    stored = np.rot90(toy_rgb, 1).copy()
+    Image.fromarray(stored).save(sideways, exif=exif(6))
+    for orientation, color_type, shape in (('exif', 'color', toy_rgb.shape),
+                                           ('stored', 'color_ignore_orientation', stored.shape)):
+        cfg = copy.deepcopy(toy_cfg)
+        cfg.test_dataloader.dataset.pipeline[0]['color_type'] = color_type
+        drawer = FIBERInferencer(model=cfg, weights=scoring_checkpoint, device='cpu', show_progress=False)
+        out = drawer(sideways, return_vis=True, **TEXTS)
+        assert out['visualization'][0].shape == shape, orientation
