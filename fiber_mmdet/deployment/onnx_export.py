@@ -14,7 +14,7 @@ from mmengine.config import Config
 
 from ..datasets.transforms.loading import ORIENTATION_OF_COLOR_TYPE
 from ..runtime.metadata import GRAPH_FILE, METADATA_FILE, ExportError
-from ..utils import PromptError, PromptPlanner
+from ..utils import PromptError
 from .onnx_graph import FIBERFixedVocabularyGraph, FIBERGraph
 
 OPSET = 17
@@ -75,10 +75,7 @@ def swin_trace_shape(window_sizes: Sequence[int], divisor: int, start: int = 320
 
 
 def _window_sizes(model) -> List[int]:
-    sizes = []
-    for stage in model.backbone.stages:
-        sizes.append(stage.blocks[0].attn.window_size)
-    return sizes
+    return [stage.blocks[0].attn.window_size for stage in model.backbone.stages]
 
 
 def build_model(config: str, checkpoint: str, cfg_options: Optional[dict] = None):
@@ -95,13 +92,6 @@ def build_model(config: str, checkpoint: str, cfg_options: Optional[dict] = None
     except Exception as e:  # CheckpointMismatchError and friends: say which pair failed
         raise ExportError(f'{checkpoint} does not load into the model of {config}: {type(e).__name__}: {e}') from e
     return cfg, model.float().eval()
-
-
-def _planner(model) -> PromptPlanner:
-    lm = model.language_model
-    tokenizer = lm.tokenizer
-    return PromptPlanner(lambda c: tokenizer(c), lambda c: len(tokenizer(c)['input_ids']), lm.max_tokens,
-                         model.test_cfg.get('chunked_size', -1))
 
 
 def export_onnx(config: str, checkpoint: str, out_dir: str, texts=None, tokens_positive=None,
@@ -145,6 +135,9 @@ def _export(model, cfg: Config, out_dir: str, texts, tokens_positive, custom_ent
     divisor = pre['size_divisor']
     if shape is not None and any(s % divisor for s in shape):
         raise ExportError(f'--shape {shape[0]} {shape[1]}: both sides must be multiples of the size divisor {divisor}')
+    nms = model.test_cfg.get('nms', dict(type='nms'))
+    if nms.get('type', 'nms') != 'nms':
+        raise ExportError(f"test_cfg.nms type {nms['type']!r}: the runtime runs mmcv's plain class-wise 'nms' only")
     lm = model.language_model
     os.makedirs(out_dir, exist_ok=True)
     tokenizer = lm.tokenizer
@@ -161,8 +154,7 @@ def _export(model, cfg: Config, out_dir: str, texts, tokens_positive, custom_ent
                 max_tokens=int(lm.max_tokens), pad_token_id=int(tokenizer.pad_token_id),
                 postprocess=dict(score_thr=float(model.test_cfg.get('score_thr', 0.)),
                                  nms_pre=int(model.test_cfg.get('nms_pre', -1)),
-                                 iou_threshold=float(model.test_cfg.nms.get('iou_threshold', 0.5)),
-                                 nms_offset=int(model.test_cfg.nms.get('offset', 0)),
+                                 iou_threshold=float(nms['iou_threshold']), nms_offset=int(nms.get('offset', 0)),
                                  max_per_img=int(model.test_cfg.get('max_per_img', 100))),
                 chunked_size=int(model.test_cfg.get('chunked_size', -1)), prompts=None)
     if texts is None:
@@ -180,7 +172,7 @@ def _export(model, cfg: Config, out_dir: str, texts, tokens_positive, custom_ent
         if names is not None:
             texts, tokens_positive = list(names), None
         try:
-            prompts = _planner(model).plan(texts, tokens_positive, custom_entities)
+            prompts = model.prompt_planner().plan(texts, tokens_positive, custom_entities)
         except PromptError as e:
             raise ExportError(f'--texts {texts!r}: {e}') from e
         tok = lm.tokenize([p.caption for p in prompts])

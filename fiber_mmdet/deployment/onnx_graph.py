@@ -46,12 +46,16 @@ class FIBERGraph(nn.Module):
         logits = torch.cat(cls_logits, dim=1)
         anchors = torch.cat(priors, dim=0)
         coder = head.bbox_coder
+        # the coder's own decoding (its wh_ratio_clip default, centre clamp), batched as rows; the clip to each
+        # image's valid size follows, as the coder does with max_shape (to W - 1, H - 1)
         boxes = delta2bbox_glip(anchors.repeat(batch, 1), deltas.reshape(-1, 4), coder.means, coder.stds,
-                                max_shape=None, wh_ratio_clip=16 / 1000, clip_border=False)
+                                max_shape=None, clip_border=False, add_ctr_clamp=coder.add_ctr_clamp,
+                                ctr_clamp=coder.ctr_clamp)
         boxes = boxes.reshape(batch, -1, 4)
-        hw = img_hw.to(boxes.dtype)
-        limit = torch.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], dim=1).unsqueeze(1) - 1
-        boxes = torch.minimum(boxes.clamp(min=0), limit)  # mmdet clips to (W - 1, H - 1)
+        if coder.clip_border:
+            hw = img_hw.to(boxes.dtype)
+            limit = torch.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], dim=1).unsqueeze(1) - 1
+            boxes = torch.minimum(boxes.clamp(min=0), limit)
         level_sizes = torch.stack([torch._shape_as_tensor(p)[0] for p in priors])
         return boxes, logits, ctr, level_sizes
 

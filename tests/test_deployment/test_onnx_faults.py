@@ -88,3 +88,10 @@ def test_onnx_demo_runs_without_torch(onnx_exports, toy_root, tmp_path):
 def test_dataset_class_list_needs_an_export(onnx_exports, toy_root):
     with pytest.raises(PromptError, match=r"export_onnx.py --texts '\$: coco'"):
         ONNXFIBER(onnx_exports['free'])(val_images(toy_root)[0], texts='$: coco', custom_entities=True)
+
+
+def test_an_nms_the_runtime_does_not_run_is_refused_at_export(toy_dir, toy_checkpoint, tmp_path):
+    from fiber_mmdet.deployment import export_onnx
+    with pytest.raises(ExportError, match="test_cfg.nms type 'soft_nms'"):
+        export_onnx(TOY_CONFIG, toy_checkpoint, str(tmp_path / 'out'),
+                    cfg_options={'model.test_cfg.nms.type': 'soft_nms'})
