@@ -6,6 +6,7 @@ import numpy as np
 
 from ..utils.prompt_plan import Prompt, PromptPlanner
 from ..utils.image_prompts import prompts_per_image
+from ..utils.lru_cache import LRUCache
 from ..utils.prompts import PromptError
 from .metadata import GRAPH_FILE, TOKENIZER_FILE, DeploymentError, load_metadata
 from .postprocess import class_scores_from_tokens, detections
@@ -61,6 +62,9 @@ class ONNXFIBER:
         self.max_tokens = self.meta['max_tokens']
         self.planner = PromptPlanner(self.tokenizer.encode, lambda c: len(self.tokenizer.encode(c).ids),
                                      self.max_tokens, self.meta.get('chunked_size', -1))
+        # planned prompts by text: splitting a long class list tokenises many candidate captions (LVIS' 1203
+        # names: ~0.6 s), so a list used call after call is planned once, as the PyTorch model keeps it
+        self.plans = LRUCache(64)
         self.fixed_prompts = None
         if self.meta.get('prompts'):
             self.fixed_prompts = [Prompt(p['caption'], {}, p['label_offset'], p['entities'])
@@ -78,7 +82,7 @@ class ONNXFIBER:
                     f'{self.folder} was exported with its vocabulary folded in ({self.meta["texts"]!r}): it takes '
                     'no text. Export without --texts for a graph that grounds any text.')
             return [self.fixed_prompts] * n
-        return [self.planner.plan(p.text, p.tokens_positive, p.custom_entities)
+        return [self.plans.get(repr(p), lambda p=p: self.planner.plan(p.text, p.tokens_positive, p.custom_entities))
                 for p in prompts_per_image(n, texts, custom_entities, tokens_positive, expand=_no_dataset_names)]
 
     def encode(self, captions: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:

@@ -97,3 +97,16 @@ def test_long_class_list_is_split_as_in_pytorch(onnx_exports, toy_inferencer, im
     actual = model(images[0], texts=[tuple(names)])[0]
     assert len(set(expected['labels'])) > 5 and max(expected['labels']) >= 20  # later prompts' labels too
     match_detections(expected, actual)
+
+
+def test_planned_prompts_are_kept_bounded(onnx_exports, images):
+    """A text used call after call is planned once; the store of plans stays bounded under new texts."""
+    model = ONNXFIBER(onnx_exports['free'])
+    names = tuple(f'shape {i}' for i in range(40))
+    first = model(images[0], texts=[names])[0]
+    plan = model.plans.get(next(iter(model.plans)), lambda: None)
+    assert model(images[0], texts=[names])[0] == first and len(model.plans) == 1
+    assert model.plans.get(next(iter(model.plans)), lambda: None) is plan  # the same plan object, not re-planned
+    for i in range(70):
+        model._per_image_prompts(1, f'circle {i} . square', None, True)
+    assert len(model.plans) == 64
