@@ -107,7 +107,7 @@ class FIBERHead(ATSSVLFusionHead):
                             img_meta: dict,
                             gt_instances_ignore: Optional[InstanceData] = None,
                             unmap_outputs: bool = True) -> tuple:
-        """ATSS targets of one image. Returns (anchors, token targets (A, num_tokens), label weights (A,),
+        """ATSS targets of one image. Returns (anchors, token targets (A, T), label weights (A,),
         box targets (A, 4), box weights (A, 4), pos_inds, neg_inds, sampling result); anchors are returned in
         the original's inclusive-pixel form (``x2 - 1``)."""
         anchors = flat_anchors.clone()
@@ -119,15 +119,16 @@ class FIBERHead(ATSSVLFusionHead):
         num_anchors = anchors.shape[0]
         bbox_targets = torch.zeros_like(anchors)
         bbox_weights = torch.zeros_like(anchors)
-        labels = anchors.new_zeros((num_anchors, self.num_tokens), dtype=torch.float32)
+        num_tokens = self.text_masks.shape[-1]  # the batch's caption width: num_tokens, or fewer when trimmed
+        labels = anchors.new_zeros((num_anchors, num_tokens), dtype=torch.float32)
         labels[:, -1] = 1.0  # background anchors: "no object" = the last token column
         label_weights = anchors.new_ones(num_anchors, dtype=torch.float)
         pos_inds, neg_inds = sampling_result.pos_inds, sampling_result.neg_inds
         if len(pos_inds) > 0:
             positive_maps = gt_instances.positive_maps
-            if positive_maps.shape[-1] != self.num_tokens:
-                raise ValueError(f'positive maps are {positive_maps.shape[-1]} tokens wide, the head expects '
-                                 f'{self.num_tokens}')
+            if positive_maps.shape[-1] != num_tokens:
+                raise ValueError(f'positive maps are {positive_maps.shape[-1]} tokens wide, the captions '
+                                 f'{num_tokens}')
             if self.reg_decoded_bbox:
                 bbox_targets[pos_inds] = sampling_result.pos_gt_bboxes
             else:
@@ -147,7 +148,7 @@ class FIBERHead(ATSSVLFusionHead):
                      batch_img_metas: List[dict],
                      batch_gt_instances_ignore: OptInstanceList = None) -> dict:
         """Losses from per-level token logits (B, H*W*A, num_tokens), box deltas (B, 4A, H, W) and centerness
-        logits (B, A, H, W). Needs ``self.text_masks`` (B, num_tokens) set by :meth:`loss`.
+        logits (B, A, H, W). Needs ``self.text_masks`` (B, T) set by :meth:`loss` (T: the captions' width).
 
         Computed in float32 with autocast off, as the original does under AMP: the head outputs are cast up."""
         with torch.autocast(device_type=cls_scores[0].device.type, enabled=False):

@@ -213,20 +213,25 @@ class FIBER(SingleStageDetector):
                          '`tokens_positive` dict {label: spans}')
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
-        """Losses of a batch: builds each sample's caption and binary positive maps (N_i, num_tokens)."""
-        captions, unmapped = [], 0
-        for sample in batch_data_samples:
-            caption, spans = self._training_caption(sample)
-            tokenized = self.language_model.tokenizer(caption)
-            result = build_positive_map(tokenized, spans, self.bbox_head.num_tokens)
+        """Losses of a batch: builds each sample's caption and binary positive maps (N_i, T).
+
+        T is ``max_tokens``, or with ``train_cfg.trim_text_padding`` the batch's longest caption and one padding
+        column: the last column, where FIBER's background anchors put their target, stays padding and out of
+        the loss as at 256, so the losses are those of the padded batch."""
+        trim = bool((self.train_cfg or {}).get('trim_text_padding', False))
+        captions, spans = zip(*(self._training_caption(sample) for sample in batch_data_samples))
+        tok = self.language_model.tokenize(list(captions), device=batch_inputs.device, allow_truncation=True,
+                                           pad_to_max=False if trim else None, spare_pad=1)
+        unmapped = 0
+        for sample, caption, caption_spans in zip(batch_data_samples, captions, spans):
+            result = build_positive_map(self.language_model.tokenizer(caption), caption_spans,
+                                        tok['input_ids'].shape[1])
             unmapped += len(result.unmapped)
             sample.gt_instances.positive_maps = result.positive_map.to(batch_inputs.device)
-            captions.append(caption)
         if unmapped:
             MMLogger.get_current_instance().warning(
                 f'{unmapped} phrase span(s) in this batch map to no caption token (whitespace or beyond '
                 f'{self.language_model.max_tokens} tokens); their boxes get no positive token')
-        tok = self.language_model.tokenize(captions, device=batch_inputs.device, allow_truncation=True)
         visual, language = self.extract_feat(batch_inputs, tok['input_ids'], tok['attention_mask'])
         return self.bbox_head.loss(visual, language, batch_data_samples)
 

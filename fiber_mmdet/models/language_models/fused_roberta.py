@@ -285,7 +285,7 @@ class FusedRoberta(BaseModel):
 
     # ------------------------------------------------------------------ text
     def tokenize(self, captions: Union[str, List[str]], device: Optional[torch.device] = None,
-                 allow_truncation: bool = False, pad_to_max: Optional[bool] = None):
+                 allow_truncation: bool = False, pad_to_max: Optional[bool] = None, spare_pad: int = 0):
         """Tokenise captions to ``max_tokens`` (padded when ``pad_to_max``).
 
         Args:
@@ -295,6 +295,8 @@ class FusedRoberta(BaseModel):
                 otherwise they are an error.
             pad_to_max: pad to ``max_tokens`` (True) or to the longest caption (False); None: the model's
                 ``pad_to_max``.
+            spare_pad: without ``pad_to_max``, this many padding columns after the longest caption (at most up to
+                ``max_tokens``); training keeps one, where FIBER's background anchors target their token.
 
         Raises:
             ValueError: a caption needs more than ``max_tokens`` tokens and ``allow_truncation`` is False
@@ -314,10 +316,11 @@ class FusedRoberta(BaseModel):
             raise ValueError(f'{len(too_long)} caption(s) do not fit in {self.max_tokens} tokens; caption {i} '
                              f'needs {n} tokens: {captions[i][:80]!r}... Use fewer classes per prompt '
                              f'(test_cfg.chunked_size) or a shorter caption.')
+        to_max = self.pad_to_max if pad_to_max is None else pad_to_max
+        width = self.max_tokens if to_max else min(self.max_tokens, max(lengths) + spare_pad)
         tokenized = self.tokenizer(
-            captions, max_length=self.max_tokens,
-            padding='max_length' if (self.pad_to_max if pad_to_max is None else pad_to_max) else 'longest',
-            truncation=True, return_special_tokens_mask=True, return_tensors='pt')
+            captions, max_length=width, padding='max_length', truncation=True, return_special_tokens_mask=True,
+            return_tensors='pt')
         if device is not None:
             tokenized = tokenized.to(device)
         return tokenized
