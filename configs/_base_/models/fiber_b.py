@@ -72,7 +72,11 @@ model = dict(
         assigner=dict(type='ATSSAssigner', topk=9, iou_calculator=dict(type='BboxOverlaps2D_GLIP')),
         allowed_border=-1,
         pos_weight=-1,
-        debug=False),
+        debug=False,
+        # True: a batch's captions run on the longest of them and one padding column instead of 256; padding is
+        # masked everywhere and the spare column keeps the background anchors' target, so the losses and
+        # gradients are the padded batch's (tested). False: always 256, as the original
+        trim_text_padding=True),
     test_cfg=dict(
         nms_pre=1000,
         score_thr=0.05,
@@ -88,5 +92,6 @@ model = dict(
         # 31 prompts: 4 forwards), 1 on the CPU, where 8 per forward was 1.15x slower (FIBER-B, 512², 31 prompts)
         prompt_batch_size=None,
         # True: each prompt runs on its own tokens instead of 256 (padding is masked everywhere: the same
-        # detections, tested on the reference fixtures; FIBER-B, 512², CPU: 0.92-0.97x the time of one prompt)
-        trim_text_padding=False))
+        # detections, tested on the reference fixtures; FIBER-B, 512², CPU: 0.92-0.97x the time of one prompt).
+        # False: always 256, as the original
+        trim_text_padding=True))

@@ -55,9 +55,11 @@ def test_loss_with_class_names_and_with_grounding_captions(model):
     total.backward()
     grads = [p.grad for n, p in model.named_parameters() if 'i2t' in n and p.requires_grad]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
-    # positive maps are binary rows over the 256 caption tokens
+    # positive maps are binary rows over the batch's caption tokens: the longest caption and one padding column
+    # (train_cfg.trim_text_padding)
+    longest = max(len(model.language_model.tokenizer(c)['input_ids']) for c in (caption, '. '.join(CLASSES)))
     maps = grounding.gt_instances.positive_maps
-    assert maps.shape == (2, 256) and set(maps.unique().tolist()) <= {0.0, 1.0}
+    assert maps.shape == (2, longest + 1) and set(maps.unique().tolist()) <= {0.0, 1.0}
     assert maps[0].sum() >= 1 and maps[1].sum() >= 1
     model.zero_grad()
 
@@ -174,7 +176,7 @@ def test_text_cache_is_keyed_by_device_dtype_and_autocast(model):
     caption = 'a dog. a car.'
 
     def cold():
-        tok = model.language_model.tokenize([caption])
+        tok = model.language_model.tokenize([caption], pad_to_max=False if model._trim_text() else None)
         return model.language_model.forward_text_only(tok['input_ids'], tok['attention_mask'])
 
     try:
