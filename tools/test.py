@@ -31,7 +31,8 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import fiber_mmdet  # noqa: F401  (registers fiber_mmdet's modules in mmdet's registries)
 from fiber_mmdet.engine.checkpoint import check_checkpoint_file
-from fiber_mmdet.engine.cli import add_runner_args, build_runner, load_runner_config, parse_runner_args
+from fiber_mmdet.engine.cli import (add_runner_args, build_runner, compile_evaluation_steps, load_runner_config,
+                                    parse_runner_args)
 from fiber_mmdet.engine.data_files import check_data_files
 
 
@@ -113,6 +114,7 @@ def main() -> None:
         cfg = trigger_visualization_hook(cfg, args)
 
     runner = build_runner(cfg)
+    compile_evaluation_steps(runner)  # with --compile (or the config's `compile`)
 
     if args.out is not None:
         runner.test_loop.evaluator = DumpBesideEvaluator(runner.test_loop.evaluator, args.out)

@@ -15,7 +15,7 @@ from .dist import setup_cpu_distributed
 
 
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
-    """``--cfg-options``, ``--launcher`` and ``--local-rank`` as in MMDetection's tools."""
+    """``--cfg-options``, ``--launcher`` and ``--local-rank`` as in MMDetection's tools, and ``--compile``."""
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -26,6 +26,10 @@ def add_runner_args(parser: argparse.ArgumentParser) -> None:
         'necessary and that no white space is allowed.')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
+    parser.add_argument(
+        '--compile', action='store_true',
+        help="torch.compile the model's steps (the config's `compile`: True or torch.compile's arguments); "
+        'see docs/speed.md for what it costs and buys')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK instead.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
@@ -50,6 +54,8 @@ def load_runner_config(args: argparse.Namespace) -> Config:
             # paths were built from the root when the config was parsed: move them all along
             override_data_root(cfg, key, options.pop(key))
         cfg.merge_from_dict(options)
+    if getattr(args, 'compile', False) and not cfg.get('compile'):
+        cfg.compile = True
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -134,3 +140,22 @@ def build_runner(cfg: Config) -> Runner:
     """``Runner.from_cfg`` (or the config's ``runner_type``), after making ``--launcher pytorch`` work on CPU."""
     setup_cpu_distributed(cfg)
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+def compile_evaluation_steps(runner: Runner) -> bool:
+    """With the config's ``compile`` (True or ``torch.compile`` arguments), compile the model's ``val_step`` and
+    ``test_step`` as MMEngine's Runner compiles ``train_step`` for training. FIBER's prompt planning, text cache
+    and post-processing stay eager inside (``torch.compiler.disable``); the fused backbone, neck and head run as
+    compiled graphs. Returns whether anything was compiled."""
+    import torch
+    from mmengine.logging import print_log
+    options = runner.cfg.get('compile')
+    if not options:
+        return False
+    options = {} if options is True else dict(options)
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    for step in ('val_step', 'test_step'):
+        setattr(model, step, torch.compile(getattr(model, step), **options))
+    print_log(f'val_step and test_step compiled with torch.compile({options}); the first batches of each image '
+              'size take the compile time', logger='current')
+    return True

@@ -3,7 +3,7 @@
 Usage:
     python tools/analysis_tools/benchmark.py CONFIG [--size 800 1333] [--device cpu|cuda] [--amp bf16|fp16]
         [--threads N] [--repeat 3] [--boxes 5] [--with-cp] [--phases eval,train] [--json OUT]
-        [--text-config roberta-base|none] [--tokenizer DIR] [--prompt "person. car. dog"]
+        [--text-config roberta-base|none] [--tokenizer DIR] [--prompt "person. car. dog"] [--cfg-options K=V ...]
 
 The model is built from CONFIG with random weights. ``--text-config roberta-base`` builds the language model
 with roberta-base's sizes WITHOUT downloading anything; with ``--text-config none`` the config's language model
@@ -45,6 +45,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 import torch
+from mmengine.config import DictAction
 
 ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                     intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
@@ -70,6 +71,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--with-cp', action='store_true', help='activation checkpointing (backbone and head)')
     p.add_argument('--no-flops', action='store_true', help='skip the FLOP count (one more call per phase)')
     p.add_argument('--json', default=None, metavar='OUT', help='write the figures to this JSON file')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                   help='override config keys, e.g. model.train_cfg.trim_text_padding=False')
     p.add_argument('--same-process', action='store_true',
                    help='CPU: run the phases in this process (peak RSS then covers all earlier phases)')
     p.add_argument('--child', default=None, help=argparse.SUPPRESS)  # internal: run one phase, print JSON
@@ -223,9 +226,9 @@ class FlopCount:
 
 
 # ---------------------------------------------------------------------------------------------------- model
-def build(args: argparse.Namespace):
-    """The model, one image (1, 3, H', W') padded to 32 and its data sample (prompt classes, ``--boxes``
-    seeded random boxes)."""
+def build(args: argparse.Namespace, model: Optional[torch.nn.Module] = None):
+    """The model (``model`` when given), one image (1, 3, H', W') padded to 32 and its data sample (prompt
+    classes, ``--boxes`` seeded random boxes)."""
     from mmdet.registry import MODELS
     from mmdet.structures import DetDataSample
     from mmdet.utils import register_all_modules
@@ -235,6 +238,7 @@ def build(args: argparse.Namespace):
     import fiber_mmdet  # noqa: F401
     register_all_modules()
     cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
     lm = cfg.model.language_model
     if args.text_config == 'roberta-base':
         lm.update(name=None, config=ROBERTA_BASE, load_pretrained=False)
@@ -245,9 +249,10 @@ def build(args: argparse.Namespace):
     if args.with_cp:
         cfg.model.backbone.with_cp = True
         cfg.model.bbox_head.use_checkpoint = True
-    torch.manual_seed(0)
-    # random weights from the constructors: init_weights() would only change the values, not the cost
-    model = MODELS.build(cfg.model).to(args.device)
+    if model is None:
+        torch.manual_seed(0)
+        # random weights from the constructors: init_weights() would only change the values, not the cost
+        model = MODELS.build(cfg.model).to(args.device)
     H, W = args.size
     img = torch.randn(1, 3, (H + 31) // 32 * 32, (W + 31) // 32 * 32, device=args.device)
     names = [n for n in args.prompt.split('. ') if n]

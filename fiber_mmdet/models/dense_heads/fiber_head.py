@@ -140,6 +140,10 @@ class FIBERHead(ATSSVLFusionHead):
         return (anchors, labels, label_weights, bbox_targets, bbox_weights, pos_inds, neg_inds,
                 sampling_result)
 
+    # Target assignment and the losses are per-image, data-dependent work (ATSS' candidate selection, positive
+    # indices, .item() normalisers): under torch.compile they run eagerly, as one boundary instead of dozens of
+    # graph breaks, and the compiled graph ends with the head's outputs.
+    @torch.compiler.disable
     def loss_by_feat(self,
                      cls_scores: List[Tensor],
                      bbox_preds: List[Tensor],
@@ -205,6 +209,7 @@ class FIBERHead(ATSSVLFusionHead):
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_centerness=loss_centerness)
 
     # ------------------------------------------------------------------ inference
+    @torch.compiler.disable  # thresholding, top-k and NMS keep data-dependent sizes: eager under torch.compile
     def predict_by_feat(self,
                         cls_logits: List[Tensor],
                         bbox_preds: List[Tensor],

@@ -213,27 +213,33 @@ class FIBER(SingleStageDetector):
                          '`tokens_positive` dict {label: spans}')
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
-        """Losses of a batch: builds each sample's caption and binary positive maps (N_i, T).
+        """Losses of a batch of images (B, 3, H, W) with their captions and boxes."""
+        tok = self._training_text(batch_data_samples, batch_inputs.device)
+        visual, language = self.extract_feat(batch_inputs, tok['input_ids'], tok['attention_mask'])
+        return self.bbox_head.loss(visual, language, batch_data_samples)
+
+    @torch.compiler.disable  # strings and the tokenizer: eager under torch.compile, one boundary
+    def _training_text(self, batch_data_samples: SampleList, device) -> dict:
+        """Tokenised captions (B, T) of a batch; sets each sample's binary positive maps (N_i, T).
 
         T is ``max_tokens``, or with ``train_cfg.trim_text_padding`` the batch's longest caption and one padding
         column: the last column, where FIBER's background anchors put their target, stays padding and out of
         the loss as at 256, so the losses are those of the padded batch."""
         trim = bool((self.train_cfg or {}).get('trim_text_padding', False))
         captions, spans = zip(*(self._training_caption(sample) for sample in batch_data_samples))
-        tok = self.language_model.tokenize(list(captions), device=batch_inputs.device, allow_truncation=True,
+        tok = self.language_model.tokenize(list(captions), device=device, allow_truncation=True,
                                            pad_to_max=False if trim else None, spare_pad=1)
         unmapped = 0
         for sample, caption, caption_spans in zip(batch_data_samples, captions, spans):
             result = build_positive_map(self.language_model.tokenizer(caption), caption_spans,
                                         tok['input_ids'].shape[1])
             unmapped += len(result.unmapped)
-            sample.gt_instances.positive_maps = result.positive_map.to(batch_inputs.device)
+            sample.gt_instances.positive_maps = result.positive_map.to(device)
         if unmapped:
             MMLogger.get_current_instance().warning(
                 f'{unmapped} phrase span(s) in this batch map to no caption token (whitespace or beyond '
                 f'{self.language_model.max_tokens} tokens); their boxes get no positive token')
-        visual, language = self.extract_feat(batch_inputs, tok['input_ids'], tok['attention_mask'])
-        return self.bbox_head.loss(visual, language, batch_data_samples)
+        return tok
 
     # ------------------------------------------------------------------ inference
     def prompt_planner(self) -> PromptPlanner:
@@ -245,6 +251,7 @@ class FIBER(SingleStageDetector):
                              self.language_model.max_tokens, self.test_cfg.get('chunked_size', -1),
                              warn=logger.warning, info=logger.info)
 
+    @torch.compiler.disable  # prompt planning works on strings: eager under torch.compile
     def test_prompts(self, sample) -> List[Prompt]:
         """The prompt(s) to run for one data sample (see the class docstring for the accepted forms).
 
@@ -288,6 +295,7 @@ class FIBER(SingleStageDetector):
         text side costs what the prompt needs. Training keeps the padding."""
         return not self.training and bool(self.test_cfg.get('trim_text_padding', False))
 
+    @torch.compiler.disable  # a cache keyed by strings; its text-only forward is short and runs once per prompt
     def _text_free_text(self, caption: str, device) -> Tuple[dict, Tensor]:
         """Tokenised caption (1, T) and its text-free states (1, T, D), from the prompt cache when allowed."""
         cacheable = not self.training  # training changes the weights

@@ -114,7 +114,9 @@ def modulated_deform_conv2d_cpu(x: Tensor,
     mod = _flat_prefix(mask, dg * k * h_out * w_out, 'mask').view(b, dg, 1, k, h_out * w_out)
 
     # Sampling positions in input pixels, computed as mmcv does (integer base + offset: one rounding).
-    base_y, base_x = _tap_positions(h_out, w_out, kh, kw, sh, sw, ph, pw, dh, dw, x.dtype, x.device)
+    # (torch.compile traces the positions into its graph instead of calling the cache, which it cannot trace)
+    positions = _tap_positions.__wrapped__ if torch.compiler.is_compiling() else _tap_positions
+    base_y, base_x = positions(h_out, w_out, kh, kw, sh, sw, ph, pw, dh, dw, x.dtype, x.device)
     ys = base_y + off[:, :, 0]  # (B * dg, K, H_out, W_out)
     xs = base_x + off[:, :, 1]
     with torch.no_grad():
@@ -133,7 +135,8 @@ def modulated_deform_conv2d_cpu(x: Tensor,
     grid = torch.stack(((xs + 0.5) * (2.0 / w2) - 1, (ys + 0.5) * (2.0 / h2) - 1), dim=-1)
     # grid_sample's CPU kernels run one thread per image; split the channels so that a small batch keeps
     # every thread busy (the sampling positions are shared, their gradient is summed over the chunks).
-    chunks = 1 if exporting else _channel_chunks(b * dg, c_in // dg)
+    # (a thread count is no property of an exported or compiled graph either)
+    chunks = 1 if exporting or torch.compiler.is_compiling() else _channel_chunks(b * dg, c_in // dg)
     grid = grid.view(b * dg, 1, k * h_out, w_out, 2).expand(-1, chunks, -1, -1, -1)
     sampled = F.grid_sample(
         x.reshape(b * dg * chunks, c_in // (dg * chunks), h2, w2),

@@ -57,7 +57,8 @@ class GeluLinearFFN(FFN):
 
     def forward(self, x: Tensor, identity: Optional[Tensor] = None) -> Tensor:
         """(…, C) -> (…, C), plus ``identity`` (``x`` by default) when ``add_identity``."""
-        if not (self.recompute and torch.is_grad_enabled()):
+        # under torch.compile the compiler chooses what backward keeps and recomputes (and fuses the GELU)
+        if not (self.recompute and torch.is_grad_enabled()) or torch.compiler.is_compiling():
             return super().forward(x, identity)
         fc1, fc2, drop = self.layers[0][0], self.layers[1], self.layers[2]
         out = self.gamma2(drop(GeluLinear.apply(fc1(x), fc2.weight, fc2.bias)))

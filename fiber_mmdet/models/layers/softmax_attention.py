@@ -177,14 +177,17 @@ def softmax_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tenso
     Returns:
         Tensor: (…, L, Ev).
 
-    SDPA runs when nothing needs a gradient, on GPUs (their fused kernels take dropout and mask gradients), and
-    on the CPU when its fused kernel applies (no dropout, no mask gradient); otherwise
+    SDPA runs when nothing needs a gradient, on GPUs (their fused kernels take dropout and mask gradients), on
+    the CPU when its fused kernel applies (no dropout, no mask gradient) and under ``torch.compile``; otherwise
     :class:`RecomputedSoftmaxAttention`.
     """
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     tensors = [t for t in (q, k, v, attn_mask, attn_bias) if t is not None]
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     mask_grad = any(t is not None and t.requires_grad for t in (attn_mask, attn_bias))
-    if not needs_grad or q.device.type != 'cpu' or (dropout_p == 0 and not mask_grad):
+    # under torch.compile SDPA is traced whole and the compiler chooses what backward keeps; the recomputing
+    # function's chunked backward is a Python loop over shapes, which the compiler cannot trace
+    if (not needs_grad or q.device.type != 'cpu' or (dropout_p == 0 and not mask_grad)
+            or torch.compiler.is_compiling()):
         return _fused(q, k, v, attn_mask, attn_bias, dropout_p, scale)
     return RecomputedSoftmaxAttention.apply(q, k, v, attn_mask, attn_bias, dropout_p, scale)
