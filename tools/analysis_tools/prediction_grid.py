@@ -6,7 +6,7 @@ under the sample's prompt (class list, caption or expression, as the benchmark g
 
 Example::
 
-    python tools/analysis_tools/prediction_grid.py configs/toy/fiber_toy.py work_dirs/quickstart/iter_1200.pth \\
+    python tools/analysis_tools/prediction_grid.py configs/toy/fiber_toy.py work_dirs/quickstart/iter_2000.pth \\
         --out work_dirs/quickstart/predictions.png
 """
 import argparse
