@@ -124,13 +124,19 @@ class FIBERInferencer(DetInferencer):
         # prompts go in as its dict inputs instead, which it passes to the pipeline as they are
         return super().__call__(items, **kwargs)
 
+    visualize_kwargs = DetInferencer.visualize_kwargs | {'one_label_per_box'}
+
     def visualize(self, inputs, preds: List[DetDataSample], return_vis: bool = False, show: bool = False,
                   wait_time: float = 0, draw_pred: bool = True, pred_score_thr: float = 0.3,
-                  no_save_vis: bool = False, img_out_dir: str = '', **kwargs) -> Optional[List[np.ndarray]]:
+                  no_save_vis: bool = False, img_out_dir: str = '', one_label_per_box: bool = False,
+                  **kwargs) -> Optional[List[np.ndarray]]:
         """mmdet's drawing (same arguments), except that a file is decoded as the model saw it (the pipeline's
-        orientation, 16-bit, transparency: :func:`~fiber_mmdet.utils.image_io.load_user_image`) and a referring expression
-        shows only its answer, the top box (the predictions keep every candidate, ranked, as ``tools/test.py``
-        gives them). Returns the RGB pictures (H, W, 3), or None when nothing is shown, saved or returned."""
+        orientation, 16-bit, transparency: :func:`~fiber_mmdet.utils.image_io.load_user_image`) and grounding shows
+        its answers: a referring expression its top box, a caption with phrases each phrase's top box (the
+        predictions keep every candidate, ranked, as ``tools/test.py`` gives them). ``one_label_per_box``: of boxes
+        that overlap by IoU >= 0.7 only the best-scoring one is drawn, so that one object shows one label (the
+        classes' NMS is per class: a box may carry several names). Returns the RGB pictures (H, W, 3), or None
+        when nothing is shown, saved or returned."""
         if no_save_vis:
             img_out_dir = ''
         if not show and not img_out_dir and not return_vis:
@@ -139,9 +145,7 @@ class FIBERInferencer(DetInferencer):
             raise ValueError('drawing needs a "visualizer" in the config')
         pictures = []
         for single_input, pred in zip(inputs, preds):
-            if pred.get('tokens_positive', None) == -1 and 'pred_instances' in pred:
-                pred = pred.clone()
-                pred.pred_instances = pred.pred_instances[pred.pred_instances.scores.argsort(descending=True)[:1]]
+            pred = drawn_answers(pred, one_label_per_box)
             if isinstance(single_input, str):
                 # oriented as the pipeline oriented the model's input (the config's color_type), so boxes fit
                 image = load_user_image(single_input, channel_order='rgb',
@@ -192,3 +196,30 @@ def best_detection(prediction: dict) -> Optional[Tuple[float, str]]:
     i = max(range(len(scores)), key=scores.__getitem__)
     names = prediction.get('label_names') or [str(label) for label in prediction.get('labels', [])]
     return scores[i], names[i]
+
+
+def drawn_answers(pred: DetDataSample, one_label_per_box: bool = False) -> DetDataSample:
+    """What a picture shows of ``pred``: a referring expression's top box, each phrase's top box for a caption
+    with phrases, every detection for a class list; with ``one_label_per_box`` only the best of boxes
+    overlapping by IoU >= 0.7. Returns ``pred`` itself or a filtered copy."""
+    if 'pred_instances' not in pred or not len(pred.pred_instances):
+        return pred
+    instances = pred.pred_instances
+    tokens_positive = pred.get('tokens_positive', None)
+    order = instances.scores.argsort(descending=True)
+    if tokens_positive == -1:
+        keep = order[:1]
+    elif tokens_positive is not None:  # phrases: the first (best) box of each label in score order
+        labels = instances.labels[order].tolist()
+        keep = order[[labels.index(label) for label in sorted(set(labels))]]
+    else:
+        keep = order
+    if one_label_per_box and len(keep) > 1:
+        from mmcv.ops import nms
+        _, kept = nms(instances.bboxes[keep].float(), instances.scores[keep].float(), 0.7)
+        keep = keep[kept]
+    if len(keep) == len(instances):
+        return pred
+    pred = pred.clone()
+    pred.pred_instances = instances[keep]
+    return pred

@@ -186,3 +186,26 @@ def test_init_detector_and_inference_detector(toy_dir, toy_checkpoint, inference
                           return_datasamples=True)['predictions'][0].pred_instances
     assert result.pred_instances.label_names == expected.label_names
     torch.testing.assert_close(result.pred_instances.bboxes, expected.bboxes, atol=1e-4, rtol=0)
+
+
+def test_pictures_show_the_answers():
+    """A caption's picture shows each phrase's top box, an expression's its top box, a class list every box; with
+    one_label_per_box the best of boxes overlapping by IoU >= 0.7 (the classes' NMS is per class)."""
+    from mmengine.structures import InstanceData
+
+    from mmdet.structures import DetDataSample
+
+    from fiber_mmdet.apis.inferencer import drawn_answers
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], dtype=torch.float32)
+    scores, labels = torch.tensor([0.5, 0.9, 0.7, 0.6]), torch.tensor([0, 1, 0, 1])
+
+    def shown(tokens_positive, one_label_per_box=False):
+        sample = DetDataSample(pred_instances=InstanceData(bboxes=boxes, scores=scores, labels=labels))
+        if tokens_positive is not None:
+            sample.tokens_positive = tokens_positive
+        return sorted(drawn_answers(sample, one_label_per_box).pred_instances.scores.tolist())
+
+    assert shown([[[0, 3]], [[4, 8]]]) == pytest.approx([0.7, 0.9])  # phrase 0: 0.7, phrase 1: 0.9
+    assert shown(-1) == pytest.approx([0.9])
+    assert shown(None) == pytest.approx([0.5, 0.6, 0.7, 0.9])
+    assert shown(None, one_label_per_box=True) == pytest.approx([0.6, 0.7, 0.9])  # 0.5 lies under 0.9

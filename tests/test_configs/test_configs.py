@@ -63,6 +63,7 @@ def test_all_configs_load_and_use_registered_types(repo_root):
 
 
 @pytest.mark.parametrize('name,batch,iters', [('fiber_toy.py', 4, 1200), ('fiber_toy_2400x2.py', 2, 2400),
+                                              ('fiber_toy_attribute_first_1200.py', 4, 1200),
                                               ('fiber_toy_attribute_first_3600.py', 4, 3600)])
 def test_toy_schedules_follow_their_length(repo_root, name, batch, iters):
     """LR and weight-decay steps of each toy schedule sit at 67 % / 89 % of its own length."""

@@ -46,6 +46,8 @@ def test_dry_run_lists_steps_and_commands(tmp_path):
     assert [l.split('--provider-label ')[1].split()[0] for l in onnx] == ['CUDA', 'TensorRT', 'TensorRT-fp16']
     assert ['--reuse-exports' in l for l in onnx] == [False, True, True]
     assert all('--device cuda --sizes 512x512' in l for l in onnx) and '--precision fp16' in onnx[2]
+    compiled = [l for l in lines if 'benchmark_compile.py' in l]
+    assert len(compiled) == 1 and '--device cuda --size 512 512' in compiled[0]
     assert sorted(os.listdir(out)) == ['summary.txt']
 
 
@@ -131,3 +133,20 @@ def test_summary_lines_of_the_timings():
                              train=dict(seconds=0.25, peak_mib=9000.0)))
     assert driver.bench_line(bench, '512x512_bf16') == (
         'PASS bench_512x512_bf16: eval 42.1 ms, 2048 MiB, 7304 GFLOP/s = 0.01 of GEMM; train 250.0 ms, 9000 MiB')
+
+
+def test_summary_line_of_the_compile_step():
+    """PASS when the compiled outputs are eager mode's, with the graph breaks, compile time, both timings and the
+    recompiles at other sizes; FAIL when the labels differ."""
+    driver = load_tool('analysis_tools/gpu_check.py')
+    train = dict(graph_breaks=1, compile_seconds=95.2, eager_seconds=0.310, compiled_seconds=0.205, speedup=1.51,
+                 max_loss_diff=2e-6, recompiles=[dict(frames_compiled=3), dict(frames_compiled=0)])
+    evaluation = dict(graph_breaks=4, compile_seconds=60.0, eager_seconds=0.050, compiled_seconds=0.040,
+                      speedup=1.25, same_labels=True, max_box_diff=3e-4, recompiles=[dict(frames_compiled=2),
+                                                                                  dict(frames_compiled=0)])
+    line = driver.compile_line(dict(phases=dict(eval=evaluation, train=train)))
+    assert line == ('PASS compile: eval 4 breaks, compile 60 s, 50.0 -> 40.0 ms (1.25x), labels equal, box diff '
+                    '3.0e-04 px, frames at other sizes 2/0; train 1 breaks, compile 95 s, 310.0 -> 205.0 ms '
+                    '(1.51x), loss diff 2.0e-06, frames at other sizes 3/0')
+    evaluation['same_labels'] = False
+    assert driver.compile_line(dict(phases=dict(eval=evaluation))).startswith('FAIL compile: eval')

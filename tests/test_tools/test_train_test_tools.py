@@ -112,3 +112,22 @@ def test_dist_train_on_cpu(tiny_config, tmp_path):
 def _files_under(root):
     import os
     return [osp.join(d, f) for d, _, files in os.walk(root) for f in files]
+
+
+def test_test_tool_compiled_gives_the_same_predictions(tiny_config, trained, tested, tmp_path):
+    """``tools/test.py --compile`` compiles the model's test step (here with AOTAutograd's eager backend, which
+    traces the graphs as inductor gets them) and predicts what the eager run predicted."""
+    work_dir = str(tmp_path)
+    out = osp.join(work_dir, 'predictions.pkl')
+    log = run_tool([str(TOOLS / 'test.py'), tiny_config, osp.join(trained, 'iter_4.pth'), '--work-dir', work_dir,
+                    '--out', out, '--compile', '--cfg-options', 'compile.backend=aot_eager'], cwd=work_dir)
+    assert "val_step and test_step compiled with torch.compile({'backend': 'aot_eager'})" in log
+    with open(tested[1], 'rb') as f:
+        eager = pickle.load(f)
+    with open(out, 'rb') as f:
+        compiled = pickle.load(f)
+    assert len(compiled) == len(eager) == 4
+    for a, b in zip(eager, compiled):
+        assert a['pred_instances']['labels'].tolist() == b['pred_instances']['labels'].tolist()
+        assert torch.allclose(a['pred_instances']['bboxes'], b['pred_instances']['bboxes'], atol=1e-3)
+        assert torch.allclose(a['pred_instances']['scores'], b['pred_instances']['scores'], atol=1e-5)

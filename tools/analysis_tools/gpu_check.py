@@ -32,6 +32,9 @@ Steps (``--steps``, default all, in this order; every result is one line of ``OU
   the DDP code paths, not NCCL; the weights must be equal across ranks afterwards.
 * ``bench``: FIBER-B timings, memory and FLOP rate, ``benchmark.py`` at each ``--sizes`` x ``--amps``.
 * ``prompts``: the LVIS-style timing (1203 names, 40 per prompt) of ``benchmark_prompts.py``.
+* ``compile``: ``torch.compile`` (inductor) against eager mode, FIBER-B at the first of ``--sizes``, evaluation
+  and training step (``benchmark_compile.py``): graph breaks, compile time, both timings, outputs compared, and
+  the frames compiled again at two other sizes. Compiling FIBER-B takes minutes: a step of its own, last.
 
 Output (``--out``, default ``$OUT`` or ``work_dirs/gpu_check``), at most 3 files: ``summary.txt`` (a few KiB:
 a header, then ``PASS|FAIL|SKIP name: key figures`` per line, rewritten after every step so that a cut-short
@@ -55,7 +58,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 REPO_ROOT = osp.dirname(osp.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, REPO_ROOT)
-STEPS = ('env', 'tf32', 'dcn', 'parity', 'onnx', 'autocast', 'train', 'ddp', 'bench', 'prompts')
+STEPS = ('env', 'tf32', 'dcn', 'parity', 'onnx', 'autocast', 'train', 'ddp', 'bench', 'prompts', 'compile')
 # the ONNX step's runs: (label, providers, precision); the first exports FIBER-B, the others reuse its graphs
 ONNX_RUNS = (('CUDA', ['CUDAExecutionProvider', 'CPUExecutionProvider'], 'fp32'),
              ('TensorRT', ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider'], 'fp32'),
@@ -198,6 +201,41 @@ def onnx_step(args: argparse.Namespace, work: str, log) -> List[str]:
     return lines
 
 
+def compile_command(args: argparse.Namespace, work: str) -> List[str]:
+    h, w = args.sizes[0]
+    tokenizer = osp.join(HERE, 'fixtures', 'gpu_parity', 'tokenizer')
+    return [sys.executable, osp.join(HERE, 'benchmark_compile.py'), args.config, '--device', args.device,
+            '--size', str(h), str(w), '--repeat', str(args.repeat), '--tokenizer', tokenizer,
+            '--json', osp.join(work, 'compile.json')]
+
+
+def compile_line(result: dict) -> str:
+    """One summary line of a ``benchmark_compile.py`` result: PASS when the outputs match eager mode's."""
+    cells, ok = [], True
+    for phase, r in result['phases'].items():
+        if phase == 'train':
+            same = r['max_loss_diff'] < 1e-3
+            outputs = f'loss diff {r["max_loss_diff"]:.1e}'
+        else:
+            same = r['same_labels'] and r['max_box_diff'] < 1e-2
+            outputs = f'labels {"equal" if r["same_labels"] else "differ"}, box diff {r["max_box_diff"]:.1e} px'
+        ok = ok and same
+        recompiles = '/'.join(str(x['frames_compiled']) for x in r['recompiles'])
+        cells.append(f'{phase} {r["graph_breaks"]} breaks, compile {r["compile_seconds"]:.0f} s, '
+                     f'{r["eager_seconds"] * 1e3:.1f} -> {r["compiled_seconds"] * 1e3:.1f} ms '
+                     f'({r["speedup"]:.2f}x), {outputs}, frames at other sizes {recompiles}')
+    return f'{"PASS" if ok else "FAIL"} compile: ' + '; '.join(cells)
+
+
+def compile_step(args: argparse.Namespace, work: str, log) -> List[str]:
+    cmd = compile_command(args, work)
+    proc = run_command(cmd, log, args.step_timeout)
+    if proc.returncode != 0 or not osp.isfile(cmd[-1]):
+        return [f'FAIL compile: exit {proc.returncode}: {(proc.stdout + proc.stderr)[-300:]}']
+    with open(cmd[-1]) as f:
+        return [compile_line(json.load(f))]
+
+
 def ddp_command(args: argparse.Namespace, work: str, data_root: str, result: str, iters: int) -> List[str]:
     amp = ['--amp', 'fp16'] if args.device.startswith('cuda') else []
     # --standalone: a local rendezvous on a port torchrun picks itself, so no port is chosen here and raced for
@@ -258,6 +296,8 @@ def dry_run(args: argparse.Namespace, summary: Summary) -> int:
         elif step == 'onnx':
             for cmd in onnx_commands(args, work):
                 summary.add('DRY-RUN ' + shlex.join(cmd))
+        elif step == 'compile':
+            summary.add('DRY-RUN ' + shlex.join(compile_command(args, work)))
     summary.write('RESULT: dry run, nothing was run')
     return 0
 
@@ -320,7 +360,7 @@ def run_steps(args: argparse.Namespace, summary: Summary, work: str, log) -> Non
     python_steps = dict(env=(steps.step_env, device), tf32=(steps.step_tf32, device),
                         dcn=(steps.step_dcn, device), parity=(steps.step_parity, device),
                         autocast=(steps.step_autocast_predict, device), train=(steps.step_train, device, work))
-    command_steps = dict(onnx=onnx_step, ddp=ddp_step, bench=bench_step, prompts=prompts_step)
+    command_steps = dict(onnx=onnx_step, ddp=ddp_step, bench=bench_step, prompts=prompts_step, compile=compile_step)
     select_device(device)
     for name in args.steps:
         start = time.perf_counter()

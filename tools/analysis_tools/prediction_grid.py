@@ -2,7 +2,9 @@
 in one grid.
 
 Each tile is the image with the predicted boxes (score >= ``--score-thr``) and the class / phrase they ground,
-under the sample's prompt (class list, caption or expression, as the benchmark gives it).
+under the sample's prompt (class list, caption or expression, as the benchmark gives it): for a class list one
+label per object (the best of boxes overlapping by IoU >= 0.7), for a caption each phrase's top box, for an
+expression its top box.
 
 Example::
 
@@ -87,7 +89,8 @@ def main(argv: Optional[List[str]] = None) -> str:
     drawn = []
     for name, info in test_samples(cfg, args.per_dataset):
         kwargs, title = prompt_of(info)
-        vis = inferencer(info['img_path'], **kwargs, return_vis=True, pred_score_thr=args.score_thr)
+        vis = inferencer(info['img_path'], **kwargs, return_vis=True, pred_score_thr=args.score_thr,
+                         one_label_per_box=True)
         drawn.append((f'[{name}] {title}', vis['visualization'][0]))
     width = max(image.shape[1] for _, image in drawn)
     height = max(image.shape[0] for _, image in drawn)
