@@ -3,7 +3,7 @@
 Install the extra and launch (the page is served on http://127.0.0.1:7860 unless told otherwise)::
 
     pip install -e .[demo]
-    python demo/gradio_demo.py configs/toy/fiber_toy.py work_dirs/quickstart/iter_2000.pth
+    python demo/gradio_demo.py configs/toy/fiber_toy.py work_dirs/quickstart/iter_1900.pth
     python demo/gradio_demo.py CONFIG CKPT --device cuda --host 0.0.0.0 --port 8080
 
 Shared with colleagues (``--host 0.0.0.0``, which prints a warning that the page is reachable from the network),

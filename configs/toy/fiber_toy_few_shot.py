@@ -3,7 +3,7 @@
 # fine-tuned on the toy downstream set (data/toy_novel_shapes: star, ring, hexagon, never named in the toy
 # pre-training) with the real protocol code (k-shot sampler, GENERAL_COPY repetition, plateau lr drop, early stop,
 # best checkpoint tested on the test split). `make toy-few-shot` runs it:
-#   python tools/odinw_finetune.py configs/toy/fiber_toy_few_shot.py work_dirs/quickstart/iter_2000.pth \
+#   python tools/odinw_finetune.py configs/toy/fiber_toy_few_shot.py work_dirs/quickstart/iter_1900.pth \
 #       --shots 1 5 0 --seeds 3
 # Only the sizes differ from configs/odinw/_base_/odinw_finetune.py: the toy's image sizes and token count, a
 # larger lr for a model trained at 1e-3, at most 25 epochs, and plateau / early-stop patience 2 / 4 for a
@@ -12,7 +12,7 @@ _base_ = ['./fiber_toy.py']
 
 data_root = 'data/toy_novel_shapes/'
 dataset_help = {
-    'quickstart': 'run `make quickstart` first (it writes work_dirs/quickstart/iter_2000.pth)',
+    'quickstart': 'run `make quickstart` first (it writes work_dirs/quickstart/iter_1900.pth)',
     'default': 'python tools/misc/toy_few_shot.py writes data/toy_novel_shapes (make toy-few-shot)',
 }
 monitor = 'coco/bbox_mAP'

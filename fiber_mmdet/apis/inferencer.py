@@ -93,7 +93,7 @@ class FIBERInferencer(DetInferencer):
     are the text as typed, and spans are character offsets into it.
 
     Example:
-        >>> inferencer = FIBERInferencer('configs/toy/fiber_toy.py', 'work_dirs/quickstart/iter_2000.pth',
+        >>> inferencer = FIBERInferencer('configs/toy/fiber_toy.py', 'work_dirs/quickstart/iter_1900.pth',
         ...                              device='cpu')
         >>> out = inferencer('img.png', texts='circle . square', custom_entities=True)
         >>> out['predictions'][0]['label_names'][:2]

@@ -76,13 +76,13 @@ def test_toy_schedules_follow_their_length(repo_root, name, batch, iters):
 
 
 def test_quickstart_schedule_drops_late(repo_root):
-    """fiber_toy_attribute_first.py (make quickstart): 2000 iterations, learning rate and weight decay dropping
-    together at 1750 and 1925, one checkpoint at the end."""
+    """fiber_toy_attribute_first.py (make quickstart): 1900 iterations, learning rate and weight decay dropping
+    together at 1660 and 1830, one checkpoint at the end."""
     cfg = Config.fromfile(osp.join(repo_root, 'configs', 'toy', 'fiber_toy_attribute_first.py'))
-    assert (cfg.train_dataloader.batch_size, cfg.train_cfg.max_iters) == (4, 2000)
-    assert cfg.param_scheduler[1].end == 2000 and cfg.param_scheduler[1].milestones == [1750, 1925]
-    assert cfg.custom_hooks[0].milestones == [1750, 1925]
-    assert cfg.train_cfg.val_interval == cfg.default_hooks.checkpoint.interval == 2000
+    assert (cfg.train_dataloader.batch_size, cfg.train_cfg.max_iters) == (4, 1900)
+    assert cfg.param_scheduler[1].end == 1900 and cfg.param_scheduler[1].milestones == [1660, 1830]
+    assert cfg.custom_hooks[0].milestones == [1660, 1830]
+    assert cfg.train_cfg.val_interval == cfg.default_hooks.checkpoint.interval == 1900
 
 
 def test_pretrain_recipe_values(repo_root):

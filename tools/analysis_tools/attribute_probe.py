@@ -13,7 +13,7 @@ Two measurements on the built-in toy data (``python tools/misc/make_toy_dataset.
 
 Example::
 
-    python tools/analysis_tools/attribute_probe.py configs/toy/fiber_toy.py work_dirs/quickstart/iter_2000.pth
+    python tools/analysis_tools/attribute_probe.py configs/toy/fiber_toy.py work_dirs/quickstart/iter_1900.pth
     python tools/analysis_tools/attribute_probe.py configs/toy/fiber_toy.py none   # the random initialisation
 """
 import argparse

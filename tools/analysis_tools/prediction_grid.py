@@ -8,7 +8,7 @@ expression its top box.
 
 Example::
 
-    python tools/analysis_tools/prediction_grid.py configs/toy/fiber_toy.py work_dirs/quickstart/iter_2000.pth \\
+    python tools/analysis_tools/prediction_grid.py configs/toy/fiber_toy.py work_dirs/quickstart/iter_1900.pth \\
         --out work_dirs/quickstart/predictions.png
 """
 import argparse

@@ -10,7 +10,7 @@ held-out pairs wrong while it gets those of seen pairs right (docs/toy.md, secti
 Example::
 
     python tools/analysis_tools/shape_accuracy.py configs/toy/fiber_toy_attribute_first.py \\
-        work_dirs/quickstart/iter_2000.pth [--json shapes.json]
+        work_dirs/quickstart/iter_1900.pth [--json shapes.json]
 
 Printed: for seen and held-out pairs, the number of objects, the share whose shape is right and the share
 missed; then the confusion matrix (rows: true shape, columns: predicted shape or missed).
