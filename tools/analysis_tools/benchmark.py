@@ -53,8 +53,9 @@ ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num
 PHASES = ('eval', 'train')
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description='FIBER speed, memory and FLOP rate on one image')
+def build_parser(description: str = 'FIBER speed, memory and FLOP rate on one image') -> argparse.ArgumentParser:
+    """The options of this benchmark (other benchmarks add theirs to it)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument('config')
     p.add_argument('--size', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'))
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -76,6 +77,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--same-process', action='store_true',
                    help='CPU: run the phases in this process (peak RSS then covers all earlier phases)')
     p.add_argument('--child', default=None, help=argparse.SUPPRESS)  # internal: run one phase, print JSON
+    return p
+
+
+def parse_args(argv: Optional[List[str]] = None, parser: Optional[argparse.ArgumentParser] = None
+               ) -> argparse.Namespace:
+    p = parser or build_parser()
     args = p.parse_args(argv)
     args.phases = ['eval'] if args.no_backward else [s for s in args.phases.split(',') if s]
     unknown = sorted(set(args.phases) - set(PHASES))

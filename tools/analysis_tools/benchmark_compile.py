@@ -36,21 +36,18 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark import build, parse_args as benchmark_args, synchronize  # noqa: E402
+from benchmark import build, build_parser, parse_args as parse_args_of_benchmark, synchronize  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description='torch.compile against eager mode for FIBER', allow_abbrev=False)
+    p = build_parser('torch.compile against eager mode for FIBER')
     p.add_argument('--backend', default='inductor')
     p.add_argument('--mode', default=None, help='torch.compile mode (default, reduce-overhead, max-autotune)')
     p.add_argument('--dynamic', action='store_true', help='compile with dynamic sizes from the start')
     p.add_argument('--batch', type=int, default=1, help='images per call (the same image repeated)')
     p.add_argument('--sizes', type=int, nargs='+', default=None, metavar='H W',
                    help='more image sizes to call the compiled function at (default: two sizes near --size)')
-    own, rest = p.parse_known_args(argv)
-    args = benchmark_args(rest)
-    for key, value in vars(own).items():
-        setattr(args, key, value)
+    args = parse_args_of_benchmark(argv, parser=p)
     if args.sizes is not None and len(args.sizes) % 2:
         p.error('--sizes takes pairs H W')
     return args
