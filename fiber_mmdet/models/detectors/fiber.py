@@ -292,7 +292,8 @@ class FIBER(SingleStageDetector):
         """Whether test-time prompts run only on their own tokens (``test_cfg.trim_text_padding=True``) instead
         of the language model's padding (FIBER: ``max_tokens``, 256). Padding is masked everywhere, so the
         detections are the same up to rounding (tested on the reference fixtures and random prompts) while the
-        text side costs what the prompt needs. Training keeps the padding."""
+        text side costs what the prompt needs. Training batches have their own setting,
+        ``train_cfg.trim_text_padding`` (:meth:`_training_text`)."""
         return not self.training and bool(self.test_cfg.get('trim_text_padding', False))
 
     @torch.compiler.disable  # a cache keyed by strings; its text-only forward is short and runs once per prompt
