@@ -34,6 +34,7 @@ from fiber_mmdet.engine.checkpoint import check_checkpoint_file
 from fiber_mmdet.engine.cli import (add_runner_args, build_runner, compile_evaluation_steps, load_runner_config,
                                     parse_runner_args)
 from fiber_mmdet.engine.data_files import check_data_files
+from fiber_mmdet.engine.dist import close_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -120,6 +121,7 @@ def main() -> None:
         runner.test_loop.evaluator = DumpBesideEvaluator(runner.test_loop.evaluator, args.out)
 
     runner.test()
+    close_distributed()
 
 
 if __name__ == '__main__':

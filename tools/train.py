@@ -31,6 +31,7 @@ from fiber_mmdet.engine.checkpoint import check_checkpoint_file, find_resumable_
 from fiber_mmdet.engine.cli import (add_runner_args, amp_or_fp32, build_runner, load_runner_config, parse_runner_args,
                                     use_reliable_training)
 from fiber_mmdet.engine.data_files import check_data_files
+from fiber_mmdet.engine.dist import close_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -92,6 +93,7 @@ def main() -> None:
         check_checkpoint_file(cfg.load_from)
     runner = build_runner(cfg)
     runner.train()
+    close_distributed()
 
 
 if __name__ == '__main__':

@@ -105,3 +105,12 @@ def rank_sample_indices(dataloader) -> Optional[List[RankSample]]:
     size = len(sampler.dataset)
     return [RankSample(int(index), sampler.rank + k * sampler.world_size >= size)
             for k, index in enumerate(iter(sampler))]
+
+
+def close_distributed() -> None:
+    """Destroy the default process group, if any, before the interpreter exits: a gloo group left to the exit
+    handlers can abort a rank after its work is done ('terminate called without an active exception'), which
+    torchrun reports as that rank failing."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
