@@ -48,17 +48,23 @@ def _probabilities(q: Tensor, k: Tensor, additive: Optional[Tensor], valid: Opti
 
 def _fused(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], bias: Optional[Tensor], dropout_p: float,
            scale: float) -> Tensor:
-    """SDPA on (…, L, E) inputs: more than 4 dims are folded into (B, prod(middle dims), L, E) and the masks
-    combined and broadcast to that layout, which is what the fused kernels take."""
+    """SDPA on (…, heads, L, E) inputs, laid out as the fused kernels take them.
+
+    The CPU's flash kernel needs 4-D inputs and a 4-D mask (a 3-D (heads, L, S) bias sends SDPA to its
+    unfused math path, 2-4x slower on Swin's windows), so: the masks are combined and given leading axes of
+    size 1, and more than 4 dims are folded into (prod(leading dims), heads, L, E). Folding the leading axes
+    (not the middle ones) keeps q, k, v and a mask that does not repeat over them views, with no copy.
+    """
     if bias is not None:
         mask = _additive(mask, bias, q.dtype)
+    if mask is not None and mask.dim() < 4:
+        mask = mask.view((1,) * (4 - mask.dim()) + mask.shape)
     if q.dim() <= 4:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
     shape = q.shape[:-1] + v.shape[-1:]
     if mask is not None:
-        lead = mask.shape[0] if mask.dim() == q.dim() else 1
-        mask = mask.expand(lead, *q.shape[1:-1], k.shape[-2]).flatten(1, -3)
-    q, k, v = q.flatten(1, -3), k.flatten(1, -3), v.flatten(1, -3)
+        mask = mask.expand(*q.shape[:-1], k.shape[-2]).flatten(0, -4)
+    q, k, v = q.flatten(0, -4), k.flatten(0, -4), v.flatten(0, -4)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale).view(shape)
 
 

@@ -37,7 +37,8 @@ class SDPAWindowMSA(WindowMSA):
         """(num_heads, N, N) bias, N = window area."""
         n = self.window_size[0] * self.window_size[1]
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return bias.view(n, n, -1).permute(2, 0, 1)
+        # contiguous: SDPA's CPU kernel copies a strided mask on every call, which costs more than this
+        return bias.view(n, n, -1).permute(2, 0, 1).contiguous()
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         """
@@ -91,8 +92,10 @@ class CachedShiftWindowMSA(ShiftWindowMSA):
         if shift_size == 0:  # unshifted windows need no mask: nothing to store
             return None
         key = (tuple(hw_shape), window_size, shift_size, str(device))
+        # mmpretrain builds the mask as a difference of broadcast views, which leaves it strided (transposed
+        # windows); stored contiguous, the (windows, heads, N, N) sum with the bias is too, as SDPA takes it
         return self.mask_cache.get(
-            key, lambda: ShiftWindowMSA.get_attn_mask(hw_shape, window_size, shift_size, device))
+            key, lambda: ShiftWindowMSA.get_attn_mask(hw_shape, window_size, shift_size, device).contiguous())
 
     @staticmethod
     def window_reverse(windows: Tensor, H: int, W: int, window_size: int) -> Tensor:
