@@ -143,9 +143,22 @@ def test_cached_text_free_parts_equal_the_plain_path(model):
     assert len(cached) == len(plain) == 4
     for c, p in zip(cached + [again], plain + [plain[2]]):
         assert len(c) > 0
-        assert torch.equal(c.labels, p.labels)
-        assert torch.allclose(c.bboxes, p.bboxes, atol=1e-4)
-        assert torch.allclose(c.scores, p.scores, atol=1e-6)
+        _assert_same_detections(c, p)
+
+
+def _assert_same_detections(a, b, box_tol: float = 1e-4, score_tol: float = 1e-6) -> None:
+    """The same detections, matched one to one (label equal, box and score within tolerance), in any order among
+    near-equal scores: the random model scores many boxes alike, and rounding (~3e-8 between batch layouts) can
+    swap two of them in the ranking."""
+    assert len(a) == len(b)
+    close = ((a.labels[:, None] == b.labels[None])
+             & ((a.scores[:, None] - b.scores[None]).abs() <= score_tol)
+             & ((a.bboxes[:, None] - b.bboxes[None]).abs().amax(-1) <= box_tol))
+    taken = torch.zeros(len(b), dtype=torch.bool)
+    for i in range(len(a)):
+        free = torch.nonzero(close[i] & ~taken).flatten()
+        assert len(free), f'detection {i} (label {int(a.labels[i])}, score {float(a.scores[i]):.6f}) has no match'
+        taken[free[0]] = True
 
 
 def test_text_cache_is_bounded_and_cleared_when_weights_can_change(model):

@@ -119,7 +119,8 @@ def test_trimmed_training_batch_gives_the_padded_losses_and_gradients(tiny_model
         assert torch.allclose(padded[key], trimmed[key], rtol=1e-5, atol=1e-6), key
     assert padded_grads.keys() == trimmed_grads.keys() and len(padded_grads) > 100
     for name, grad in padded_grads.items():
-        # float rounding of reductions over another width: within 1e-4 of each tensor's scale, or 1e-7 for
-        # gradients that are sums of cancelling terms (a fusion gate's ~1e-5, the key biases' true 0)
+        # float rounding of reductions over another width: within 1e-4 of each tensor's scale, or 3e-7 for
+        # gradients that are sums of cancelling terms (a fusion gate's ~1e-5, whose rounding reaches ~1.2e-7;
+        # the key biases' true 0)
         error = (grad - trimmed_grads[name]).abs().max().item()
-        assert error <= 1e-4 * grad.abs().max().item() + 1e-7, name
+        assert error <= 1e-4 * grad.abs().max().item() + 3e-7, name

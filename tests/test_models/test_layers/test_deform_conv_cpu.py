@@ -247,3 +247,16 @@ def test_channels_split_across_threads_give_the_same_result(threads):
         _assert_equal_to_mmcv(b=1, c_in=8, dg=2, offset_hw=(9, 11), h=5, w=6)
     finally:
         torch.set_num_threads(previous)
+
+
+def test_an_image_gives_the_same_result_alone_and_in_a_batch():
+    """The prediction paths batch images differently (the text-free reuse runs several images per forward, the
+    plain path one): an image's output must not depend on its batch, bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    x, offset = torch.randn(3, 16, 12, 16, generator=g), torch.randn(3, 18, 12, 16, generator=g)
+    mask, weight = torch.rand(3, 9, 12, 16, generator=g), torch.randn(8, 16, 3, 3, generator=g)
+    with torch.no_grad():
+        batch = modulated_deform_conv2d_cpu(x, offset, mask, weight, None, 1, 1)
+        alone = [modulated_deform_conv2d_cpu(x[i:i + 1], offset[i:i + 1], mask[i:i + 1], weight, None, 1, 1)
+                 for i in range(3)]
+    assert torch.equal(batch, torch.cat(alone))
