@@ -48,7 +48,7 @@ MAX_REPEAT = 50
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description='mmcv vs grid_sample deformable convolution on the CPU')
+    p = argparse.ArgumentParser(description='mmcv vs fiber_mmdet deformable convolution on the CPU')
     p.add_argument('--preset', nargs='+', default=list(PRESETS), choices=list(PRESETS))
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s)')
     p.add_argument('--repeat', type=int, default=3,

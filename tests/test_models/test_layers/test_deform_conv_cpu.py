@@ -1,4 +1,4 @@
-"""The grid_sample-based CPU deformable convolution equals mmcv's CPU kernel, forward and in every gradient
+"""The CPU deformable convolution (embedding_bag sampling) equals mmcv's CPU kernel, forward and in every gradient
 (float64 to 1e-10, float32 to 1e-5), and the head's layer uses it on CPU tensors."""
 from typing import List, Optional
 
@@ -237,9 +237,8 @@ def test_constant_offset_and_mask_input_and_weight_gradients_equal_mmcv():
 
 
 @pytest.mark.parametrize('threads', [2, 3])
-def test_channels_split_across_threads_give_the_same_result(threads):
-    """With fewer images (x deformable groups) than threads the channels are sampled in chunks: 2 here, as 3 does
-    not divide 4 channels; the sampling positions' gradient is summed over the chunks."""
+def test_several_threads_give_mmcv_result(threads):
+    """The bags are sampled in parallel: a single image (one and two deformable groups) on 2 and 3 threads."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
