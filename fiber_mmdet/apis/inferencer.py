@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import mmengine
 import numpy as np
+from mmcv.ops import nms
 from mmengine.dataset import Compose
 
 from mmdet.apis import DetInferencer
@@ -198,10 +199,11 @@ def best_detection(prediction: dict) -> Optional[Tuple[float, str]]:
     return scores[i], names[i]
 
 
-def drawn_answers(pred: DetDataSample, one_label_per_box: bool = False) -> DetDataSample:
+def drawn_answers(pred: DetDataSample, one_label_per_box: bool = False, same_box_iou: float = 0.7
+                  ) -> DetDataSample:
     """What a picture shows of ``pred``: a referring expression's top box, each phrase's top box for a caption
     with phrases, every detection for a class list; with ``one_label_per_box`` only the best of boxes
-    overlapping by IoU >= 0.7. Returns ``pred`` itself or a filtered copy."""
+    overlapping by IoU >= ``same_box_iou``. Returns ``pred`` itself or a filtered copy."""
     if 'pred_instances' not in pred or not len(pred.pred_instances):
         return pred
     instances = pred.pred_instances
@@ -215,8 +217,7 @@ def drawn_answers(pred: DetDataSample, one_label_per_box: bool = False) -> DetDa
     else:
         keep = order
     if one_label_per_box and len(keep) > 1:
-        from mmcv.ops import nms
-        _, kept = nms(instances.bboxes[keep].float(), instances.scores[keep].float(), 0.7)
+        _, kept = nms(instances.bboxes[keep].float(), instances.scores[keep].float(), same_box_iou)
         keep = keep[kept]
     if len(keep) == len(instances):
         return pred

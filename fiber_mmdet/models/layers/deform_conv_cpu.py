@@ -4,7 +4,7 @@
 mmcv's CPU ``ModulatedDeformConv2dFunction`` is a scalar loop per sample, forward and (much slower) backward.
 Here each sample is a bag of its four bilinear corners, rows of the channels-last input weighted by bilinear
 weight x modulation: ``F.embedding_bag(mode='sum', per_sample_weights=...)`` gathers and sums them in one
-vectorised, multi-threaded pass (about 1.5x faster than ``grid_sample``'s channel-planar kernel on the head's
+vectorised, multi-threaded pass (about 1.5-2x faster than ``grid_sample``'s channel-planar kernel on the head's
 shapes), and autograd gives the input, offset and mask gradients. The semantics reproduced (mmcv
 ``modulated_deform_conv.cpp``):
 
@@ -121,10 +121,9 @@ def modulated_deform_conv2d_cpu(x: Tensor,
     columns = columns.reshape(b, groups, h_out * w_out, k * c_per_group)
     kernel = weight.view(groups, c_out // groups, c_per_group, k).transpose(-1, -2)
     kernel = kernel.reshape(groups, c_out // groups, k * c_per_group).transpose(-1, -2)  # (groups, K * C', C_out')
-    # the columns as the left operand: with their transposed view on the right, AOTAutograd (torch.compile)
-    # computed wrong weight and input gradients for the FIBER head's first block (eager mode was right)
-    # one product per image (the kernel broadcast over the batch, not the images stacked into one matrix): an
-    # image's result does not depend on the batch it comes in
+    # One product per image, the columns on the left: the kernel broadcast over the batch (not the images stacked
+    # into one matrix) keeps an image's result independent of its batch, and with the columns' transposed view
+    # on the right AOTAutograd (torch.compile) computed wrong gradients for the FIBER head's first block.
     out = torch.matmul(columns, kernel.expand(b, *kernel.shape))  # (B, groups, H_out * W_out, C_out / groups)
     out = out.transpose(-1, -2).reshape(b, c_out, h_out, w_out)
     if bias is not None:
